@@ -1,0 +1,97 @@
+"""`realjudge detect PATH...`: score files, folders, globs and archives."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import click
+
+from . import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+
+
+def format_records(records, fmt: str) -> str:
+    """Records as a table, JSON, JSON Lines or CSV (the same fields in each)."""
+    fields = ("path", "p_fake", "verdict", "threshold", "model", "error")
+    rows = [r.to_dict() for r in records]
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps(r) + "\n" for r in rows)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+    return "".join(table_line(r) + "\n" for r in records)
+
+
+def table_line(r) -> str:
+    if r.error:
+        return f"{'error':<9}  {'':>6}  {r.path}  ({r.error.removeprefix(r.path + ': ')})"
+    return f"{r.verdict:<9}  {r.p_fake:6.4f}  {r.path}  [{r.model}]"
+
+
+@click.command("detect")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--model", "-m", default=None, help="Shipped detector name or bundle path (default: picked by image size).")
+@click.option("--threshold", "-t", type=click.FloatRange(0, 1), default=None, help="Decision threshold on p_fake (default: the bundle's).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=256, show_default=True)
+@click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes (0: decode in the main process).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--explain", "explain_dir", type=click.Path(file_okay=False), default=None,
+              help="Write a Grad-CAM overlay PNG per scored file into this folder.")
+def command(paths, model, threshold, fmt, batch_size, workers, device, progress, explain_dir):
+    """Score images: files, folders (recursive), globs and archives.
+
+    Exit code 0 when every file was scored, 1 when some could not be read, 2 for a usage error.
+    """
+    from tqdm import tqdm
+
+    from ..io.sources import expand_inputs
+    from ..router import load_for_inputs
+
+    samples, missing = expand_inputs(list(paths))
+    for m in missing:
+        click.echo(f"realjudge: error: {m}: no such file or folder", err=True)
+    if missing and not samples:
+        sys.exit(EXIT_USAGE)
+    router = load_for_inputs(model, device=device, threshold=threshold)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(samples), disable=not show, unit="img", file=sys.stderr, desc="detect")
+    failed = 0
+    first = True
+    explainer = None
+    if explain_dir:
+        from ..explain.overlay import OverlayWriter
+
+        explainer = OverlayWriter(explain_dir)
+    out = sys.stdout
+    if fmt == "json":
+        out.write("[")
+    for rec in router.predict_samples(samples, batch_size=batch_size, workers=workers):
+        bar.update(1)
+        failed += rec.error is not None
+        if rec.error:
+            bar.clear() if show else None
+            click.echo(f"realjudge: error: {rec.error}", err=True)
+        if explainer is not None and rec.error is None:
+            explainer.write(router, rec)
+        if fmt == "json":
+            out.write(("\n  " if first else ",\n  ") + json.dumps(rec.to_dict()))
+        elif fmt == "csv":
+            text = format_records([rec], "csv")
+            out.write(text if first else text.split("\n", 1)[1])
+        else:
+            out.write(format_records([rec], fmt))
+        first = False
+    if fmt == "json":
+        out.write("\n]\n")
+    out.flush()
+    bar.close()
+    sys.exit(EXIT_PARTIAL if failed or missing else EXIT_OK)

@@ -1,0 +1,141 @@
+"""Detector: one trained bundle, loaded once, scoring anything `decode` reads.
+
+Data flows one way: decode -> preprocess (the bundle's policy) -> model -> calibrate -> record.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .bundle import BundleInfo, load_bundle
+from .errors import UsageError
+from .io.decode import DEFAULT_MAX_PIXELS
+
+RECORD_FIELDS = ("path", "p_fake", "verdict", "threshold", "model", "error")
+
+
+@dataclass
+class Record:
+    """One scored image. `error` is set (and `p_fake` None) when the file could not be read."""
+
+    path: str
+    p_fake: float | None = None
+    verdict: str | None = None
+    threshold: float | None = None
+    model: str | None = None
+    error: str | None = None
+    logit: float | None = None
+    preprocess: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class Prepared:
+    name: str
+    views: np.ndarray | None  # V x S x S x 3 uint8
+    note: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _input_name(obj: Any, i: int) -> str:
+    if isinstance(obj, (str, os.PathLike)):
+        return str(obj)
+    if hasattr(obj, "locator"):
+        return obj.locator
+    return f"<input {i}>"
+
+
+class Detector:
+    """A loaded bundle. `predict` takes a path, bytes, a PIL image, an array, or a list of them."""
+
+    def __init__(self, model, info: BundleInfo, device: str = "cpu", threshold: float | None = None):
+        self.model = model
+        self.info = info
+        self.device = device
+        self.policy = info.policy
+        self.calibration = info.calibration
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise UsageError(f"threshold must be in [0, 1], got {threshold}")
+        self.threshold = self.calibration.threshold if threshold is None else float(threshold)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def __repr__(self) -> str:
+        return f"Detector({self.name!r}, arch={self.info.arch!r}, threshold={self.threshold:.4f})"
+
+    # ------------------------------------------------------------------ scoring
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """N x S x S x 3 uint8 views -> N raw logits."""
+        import torch
+
+        if len(batch) == 0:
+            return np.zeros(0, np.float32)
+        with torch.inference_mode():
+            x = self.policy.normalise(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.model(x).float().cpu().numpy()
+
+    def _records(self, prepared: list[Prepared], threshold: float) -> list[Record]:
+        good = [p for p in prepared if p.error is None]
+        logits = self.logits(np.concatenate([p.views for p in good])) if good else np.zeros(0)
+        out, at = [], 0
+        for p in prepared:
+            if p.error is not None:
+                out.append(Record(p.name, error=p.error, model=self.name, threshold=threshold))
+                continue
+            k = len(p.views)
+            logit = float(np.mean(logits[at:at + k]))
+            at += k
+            prob = float(self.calibration.probability(np.array([logit]))[0])
+            out.append(Record(p.name, prob, self._verdict(prob, threshold), threshold, self.name, None, logit, p.note, p.facts))
+        return out
+
+    def _verdict(self, p: float, threshold: float) -> str:
+        lo, hi = self.calibration.uncertain_band
+        if threshold == self.calibration.threshold and lo < p < hi:
+            return "uncertain"
+        return "fake" if p >= threshold else "real"
+
+    def predict(self, inputs: Any, names: list[str] | None = None, threshold: float | None = None,
+                batch_size: int = 256) -> Record | list[Record]:
+        """Score one input (returns a Record) or a list (returns a list of Records, in order)."""
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        labels = names or [_input_name(o, i) for i, o in enumerate(items)]
+        if len(labels) != len(items):
+            raise UsageError(f"names: {len(labels)} names for {len(items)} inputs")
+        records = list(self.predict_iter(zip(items, labels), threshold=threshold, batch_size=batch_size))
+        return records[0] if single else records
+
+    def predict_iter(self, items: Iterable[tuple[Any, str]], threshold: float | None = None, batch_size: int = 256,
+                     workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Record]:
+        """Stream records for (input, name) pairs, in order; `workers` decoding processes."""
+        from .router import Router
+
+        det = self if threshold is None else Detector(self.model, self.info, self.device, threshold)
+        yield from Router({det.name: det}, det.name, det.name).predict_items(items, batch_size, workers, max_pixels)
+
+
+def load(name_or_path: str = "cifake", device: str = "auto", threshold: float | None = None) -> Detector:
+    """Load a shipped detector by name, or a bundle folder / zip by path."""
+    from .train.engine import resolve_device
+
+    dev = resolve_device(device)
+    model, info = load_bundle(name_or_path, str(dev))
+    import torch
+
+    model = model.to(memory_format=torch.channels_last)
+    return Detector(model, info, str(dev), threshold)

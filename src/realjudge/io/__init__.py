@@ -1,0 +1,1 @@
+"""Input: safe image decoding, data sources and the decoded-pixel cache."""

@@ -1,0 +1,108 @@
+"""Input policies: how decoded pixels become model input. Stored in every bundle, never hard-coded.
+
+Two policies:
+- `resize`: the whole image to `size` x `size` with a named filter (32x32 CIFAKE-style models);
+  the record says so, because resizing erases high-frequency generator traces.
+- `crop`: native resolution. Up to `crops` patches of `size` x `size` at fixed positions (centre,
+  then the four corners), scored separately and aggregated by the mean of their logits; an image
+  smaller than a patch is padded (reflect), never upsampled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import UsageError
+
+FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
+
+
+def resize_to(pixels: np.ndarray, size: int, filter_name: str) -> np.ndarray:
+    if filter_name not in FILTERS:
+        raise UsageError(f"unknown resize filter {filter_name!r}; known: {', '.join(FILTERS)}")
+    if pixels.shape[:2] == (size, size):
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize((size, size), FILTERS[filter_name]), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    kind: str = "resize"  # "resize" | "crop"
+    size: int = 32
+    filter: str = "bicubic"  # resize only
+    crops: int = 5  # crop only
+    pad: str = "reflect"  # crop only
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in ("resize", "crop"):
+            raise UsageError(f"input policy kind must be 'resize' or 'crop', got {self.kind!r}")
+        if self.size < 8:
+            raise UsageError(f"input size must be at least 8, got {self.size}")
+        if self.kind == "resize" and self.filter not in FILTERS:
+            raise UsageError(f"unknown resize filter {self.filter!r}; known: {', '.join(FILTERS)}")
+        if self.kind == "crop" and not 1 <= self.crops <= 5:
+            raise UsageError(f"crops must be 1..5, got {self.crops}")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "InputPolicy":
+        d = dict(d)
+        d["mean"], d["std"] = tuple(d.get("mean", (0.5,) * 3)), tuple(d.get("std", (0.5,) * 3))
+        return cls(**d)
+
+    def views(self, pixels: np.ndarray) -> tuple[list[np.ndarray], str]:
+        """Pixels -> list of `size` x `size` x 3 uint8 views, and a note of what was done."""
+        h, w = pixels.shape[:2]
+        if self.kind == "resize":
+            if (h, w) == (self.size, self.size):
+                return [pixels], "none"
+            return [resize_to(pixels, self.size, self.filter)], f"resized {w}x{h}->{self.size}x{self.size} ({self.filter})"
+        s = self.size
+        note = []
+        if h < s or w < s:
+            ph, pw = max(0, s - h), max(0, s - w)
+            pixels = np.pad(pixels, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode=self.pad)
+            note.append(f"padded {w}x{h}->{pixels.shape[1]}x{pixels.shape[0]} ({self.pad})")
+            h, w = pixels.shape[:2]
+        positions = crop_positions(h, w, s, self.crops)
+        views = [pixels[y:y + s, x:x + s] for y, x in positions]
+        note.append(f"{len(views)} crop(s) of {s}px, logits averaged")
+        return views, "; ".join(note)
+
+    def normalise(self, batch: np.ndarray):
+        """N x H x W x 3 uint8 -> N x 3 x H x W float tensor."""
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return t.sub_(mean).div_(std)
+
+
+def crop_positions(h: int, w: int, s: int, n: int) -> list[tuple[int, int]]:
+    """Centre first, then corners: distinct positions only (a patch-sized image has one)."""
+    cands = [((h - s) // 2, (w - s) // 2), (0, 0), (0, w - s), (h - s, 0), (h - s, w - s)]
+    out: list[tuple[int, int]] = []
+    for c in cands:
+        if c not in out:
+            out.append(c)
+        if len(out) == n:
+            break
+    return out

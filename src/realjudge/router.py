@@ -1,0 +1,120 @@
+"""Pick the right detector for each input, and stream records in input order.
+
+With no `--model`, small images (both sides at most `SMALL_SIDE` pixels, CIFAKE-like) go to the
+shipped `cifake` detector and larger ones to the shipped natural-resolution detector when one is
+installed; every record names the model that scored it.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Iterator
+
+import numpy as np
+
+from .bundle import shipped_names
+from .detector import Detector, Prepared, Record, load
+from .errors import DecodeError, UsageError
+from .io.decode import DEFAULT_MAX_PIXELS, decode
+
+SMALL_SIDE = 64
+SMALL_MODEL, NATURAL_MODEL = "cifake", "natural"
+
+
+class Router:
+    def __init__(self, detectors: dict[str, Detector], small: str, large: str):
+        self.detectors = detectors
+        self.small, self.large = small, large
+
+    def pick(self, width: int, height: int) -> Detector:
+        return self.detectors[self.small if max(width, height) <= SMALL_SIDE else self.large]
+
+    @property
+    def policies(self) -> dict[str, object]:
+        return {n: d.policy for n, d in self.detectors.items()}
+
+    def predict_samples(self, samples, batch_size: int = 256, workers: int | None = None,
+                        max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Record]:
+        """Records for data-source samples, in order; by default decoding runs in worker processes
+        for long runs, so that reading and decoding overlap the model."""
+        if workers is None:
+            workers = min(len(samples) // 256, os.cpu_count() or 1)
+        yield from self.predict_items(((s, s.locator) for s in samples), batch_size, workers, max_pixels)
+
+    def predict_items(self, items, batch_size: int = 256, workers: int = 0,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Record]:
+        """Records for (input, name) pairs; an input is a Sample, a path, bytes, a PIL image or an array."""
+        jobs = ((obj, name, self, max_pixels) for obj, name in items)
+        pool = ProcessPoolExecutor(workers) if workers > 0 else None
+        try:
+            prepared = pool.map(_route_job, jobs, chunksize=64) if pool else map(_route_job, jobs)
+            pending: list[tuple[Prepared, str | None]] = []
+            n_views = 0
+            for item in prepared:
+                pending.append(item)
+                n_views += 0 if item[0].views is None else len(item[0].views)
+                if n_views >= batch_size:
+                    yield from self._flush(pending)
+                    pending, n_views = [], 0
+            if pending:
+                yield from self._flush(pending)
+        finally:
+            if pool:
+                pool.shutdown(cancel_futures=True)
+
+    def _flush(self, pending: list[tuple[Prepared, str | None]]) -> list[Record]:
+        out: list[Record | None] = [None] * len(pending)
+        groups: dict[str, list[int]] = {}
+        for i, (p, name) in enumerate(pending):
+            groups.setdefault(name or self.small, []).append(i)
+        for name, rows in groups.items():
+            det = self.detectors[name]
+            for i, rec in zip(rows, det._records([pending[i][0] for i in rows], det.threshold)):
+                out[i] = rec
+        return out  # type: ignore[return-value]
+
+    # Pickled into decode workers: only the policies travel, never the models.
+    def __getstate__(self):
+        return {"small": self.small, "large": self.large, "sizes": {n: d.policy for n, d in self.detectors.items()}}
+
+    def __setstate__(self, state):
+        self.small, self.large = state["small"], state["large"]
+        self.detectors = {n: _PolicyOnly(p) for n, p in state["sizes"].items()}
+
+
+class _PolicyOnly:
+    def __init__(self, policy):
+        self.policy = policy
+
+
+def _route_job(args) -> tuple[Prepared, str | None]:
+    """Read, decode, pick the detector by size and apply its policy. Never raises."""
+    obj, name, router, max_pixels = args
+    if isinstance(obj, DecodeError):  # failed upstream (reading an archive member, a perturbation)
+        return Prepared(name, None, error=str(obj)), None
+    try:
+        d = decode(obj.read_bytes() if hasattr(obj, "read_bytes") else obj, name, max_pixels)
+    except DecodeError as err:
+        return Prepared(name, None, error=str(err)), None
+    h, w = d.pixels.shape[:2]
+    model = router.small if max(w, h) <= SMALL_SIDE else router.large
+    try:
+        views, note = router.detectors[model].policy.views(d.pixels)
+    except UsageError as err:
+        return Prepared(name, None, error=f"{name}: {err}"), model
+    return Prepared(name, np.stack(views), note, d.facts), model
+
+
+def load_for_inputs(model: str | None, device: str = "auto", threshold: float | None = None) -> Router:
+    """A router over one named model, or over the shipped small and natural detectors."""
+    if model:
+        det = load(model, device, threshold)
+        return Router({det.name: det}, det.name, det.name)
+    shipped = shipped_names()
+    if SMALL_MODEL not in shipped:
+        raise UsageError("no shipped detector is installed; pass --model PATH to a bundle")
+    dets = {SMALL_MODEL: load(SMALL_MODEL, device, threshold)}
+    if NATURAL_MODEL in shipped:
+        dets[NATURAL_MODEL] = load(NATURAL_MODEL, device, threshold)
+    return Router(dets, SMALL_MODEL, NATURAL_MODEL if NATURAL_MODEL in dets else SMALL_MODEL)

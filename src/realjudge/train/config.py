@@ -1,0 +1,107 @@
+"""Training configuration: a JSON file plus `key=value` overrides, validated early."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+
+@dataclass
+class SourceSpec:
+    path: str
+    layout: str = "auto"
+    label: str | None = None  # force "real" or "fake" for every image of an unlabelled source
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "resnet"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)  # overrides of the architecture's input policy
+    sources: list[SourceSpec] = field(default_factory=list)
+    val_fraction: float = 0.1
+    subset: int | None = None  # train on a random subset of this many images (searches, quick runs)
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    warmup_fraction: float = 0.15
+    patience: int = 0  # early stopping: epochs without validation improvement; 0 = off
+    monitor: str = "val_loss"  # val_loss | val_accuracy
+    augment: list[str] = field(default_factory=lambda: ["hflip"])
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    name: str = ""
+
+    def __post_init__(self):
+        self.sources = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in self.sources]
+        self.augment = list(self.augment)
+        self.validate()
+
+    def validate(self) -> None:
+        def need(cond: bool, msg: str):
+            if not cond:
+                raise UsageError(f"config: {msg}")
+
+        need(0.0 < self.val_fraction < 0.9, f"val_fraction must be in (0, 0.9), got {self.val_fraction}")
+        need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        need(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.optimizer in ("adamw", "sgd"), f"optimizer must be adamw or sgd, got {self.optimizer!r}")
+        need(self.schedule in ("onecycle", "cosine", "constant"), f"schedule must be onecycle, cosine or constant, got {self.schedule!r}")
+        need(self.monitor in ("val_loss", "val_accuracy"), f"monitor must be val_loss or val_accuracy, got {self.monitor!r}")
+        need(self.subset is None or self.subset >= 4, f"subset must be >= 4, got {self.subset}")
+        for s in self.sources:
+            need(s.label in (None, "real", "fake"), f"source label must be real or fake, got {s.label!r}")
+        from ..evaluate.perturb import AUGMENTATIONS
+
+        unknown = [a for a in self.augment if a not in AUGMENTATIONS]
+        need(not unknown, f"unknown augmentation(s) {unknown}; known: {', '.join(AUGMENTATIONS)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+def load_config(path: str | None, overrides: list[str] | None = None, **explicit: Any) -> TrainConfig:
+    """Config file (JSON), then `key=value` overrides (values parsed as JSON when they parse), then flags."""
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"{path}: config file not found") from None
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: a config must be a JSON object")
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"override {item!r} must look like key=value")
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        target = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            target = target.setdefault(p, {})
+        target[parts[-1]] = parsed
+    data.update({k: v for k, v in explicit.items() if v is not None})
+    return TrainConfig.from_json(data)

@@ -1,0 +1,114 @@
+"""Training data: labelled samples -> decoded arrays, split by content hash, batches with augmentation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SourceError
+from ..io.cache import ArraySet, load_arrays
+from ..io.sources import Sample, is_validation, open_source, require_labels
+from ..preprocess import InputPolicy
+from .config import TrainConfig
+
+
+def collect_samples(cfg: TrainConfig) -> list[Sample]:
+    if not cfg.sources:
+        raise SourceError("no training data: give at least one source")
+    samples: list[Sample] = []
+    for spec in cfg.sources:
+        forced = None if spec.label is None else int(spec.label == "fake")
+        samples += open_source(spec.path, spec.layout, label=forced)
+    require_labels(samples, "training data")
+    labels = {s.label for s in samples}
+    if labels != {0, 1}:
+        raise SourceError(f"training data needs real and fake images; found only {'fake' if 1 in labels else 'real'}")
+    return samples
+
+
+@dataclass
+class Split:
+    train: ArraySet
+    val: ArraySet
+
+
+def split_arrays(data: ArraySet, val_fraction: float, subset: int | None, seed: int) -> Split:
+    val = np.array([is_validation(i, val_fraction) for i in data.ids], bool)
+    train_rows = np.flatnonzero(~val)
+    if subset is not None and subset < len(train_rows):
+        train_rows = np.sort(np.random.default_rng(seed).choice(train_rows, subset, replace=False))
+    val_rows = np.flatnonzero(val)
+    if len(val_rows) == 0 or len(train_rows) == 0:
+        raise SourceError(f"too few images ({len(data.ids)}) for a validation split of {val_fraction}")
+    return Split(data.subset(train_rows), data.subset(val_rows))
+
+
+def load_split(cfg: TrainConfig, policy: InputPolicy, progress: bool) -> Split:
+    samples = collect_samples(cfg)
+    if policy.kind == "resize":
+        data = load_arrays(samples, policy.size, policy.filter, progress=progress)
+    else:
+        data = load_patches(samples, policy, progress)
+    return split_arrays(data, cfg.val_fraction, cfg.subset, cfg.seed)
+
+
+def load_patches(samples: list[Sample], policy: InputPolicy, progress: bool) -> ArraySet:
+    """Native-resolution training data: every view of the bundle's crop policy, stored as patches.
+
+    Each patch keeps its image's content id, so the split never separates patches of one image.
+    """
+    from ..io.decode import decode_bytes
+    from ..io.sources import content_id, iter_sample_bytes
+
+    patches, labels, ids, kept, errors = [], [], [], [], []
+    for s, blob in iter_sample_bytes(samples):
+        if not isinstance(blob, bytes):
+            errors.append(str(blob))
+            continue
+        try:
+            views, _ = policy.views(decode_bytes(blob, s.locator).pixels)
+        except Exception as err:  # DecodeError, or a policy error on an odd image
+            errors.append(str(err))
+            continue
+        cid = content_id(blob)
+        s._id = cid
+        for v in views:
+            patches.append(v)
+            labels.append(s.label)
+            ids.append(cid)
+            kept.append(s)
+    if not patches:
+        raise SourceError("no decodable training images")
+    return ArraySet(np.stack(patches), np.array(labels, np.int64), ids, kept, errors)
+
+
+def augment_batch(batch: np.ndarray, names: list[str], rng: np.random.Generator) -> np.ndarray:
+    """Random training augmentation, applied the same way whatever the label."""
+    from ..evaluate import perturb
+
+    out = batch.copy() if names else batch
+    if "hflip" in names:
+        flip = rng.random(len(out)) < 0.5
+        out[flip] = out[flip, :, ::-1]
+    heavy = [n for n in names if n != "hflip"]
+    if heavy:
+        h, w = out.shape[1:3]
+        for i in range(len(out)):
+            img = out[i]
+            if "blur" in heavy and rng.random() < 0.2:
+                img = perturb.blur(img, rng.uniform(0.2, 1.5))
+            if "resize" in heavy and rng.random() < 0.2:
+                img = _fit(perturb.downscale(img, rng.uniform(0.5, 0.95)), h, w)
+            if "jpeg" in heavy and rng.random() < 0.5:
+                img = perturb.jpeg(img, int(rng.integers(50, 96)))
+            if "noise" in heavy and rng.random() < 0.1:
+                img = perturb.noise(img, rng.uniform(1, 4), int(rng.integers(1 << 31)))
+            out[i] = img
+    return out
+
+
+def _fit(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BICUBIC), dtype=np.uint8)
