@@ -60,7 +60,7 @@ def tiny_bundle(tiny_flat, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("run")
     os.environ["REALJUDGE_CACHE"] = str(tmp / "cache")
     cfg = TrainConfig(arch="cifake-cnn", arch_kwargs={"n_conv": 1, "filters": 8, "units": 16},
-                      sources=[{"path": str(tiny_flat)}], val_fraction=0.25, epochs=8, batch_size=16, lr=3e-3,
+                      sources=[{"path": str(tiny_flat)}], val_fraction=0.25, epochs=12, batch_size=16, lr=1e-2,
                       threads=1, schedule="constant")
     trainer = Trainer(cfg, tmp / "run", progress=False)
     trainer.fit()

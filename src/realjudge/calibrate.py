@@ -1,7 +1,9 @@
 """Calibration on the validation split: temperature, decision threshold and uncertain band.
 
 - Temperature `T` minimises the validation negative log-likelihood of `sigmoid(logit / T)`.
-- The threshold maximises balanced accuracy on the calibrated validation scores (ties: nearest 0.5).
+- The threshold maximises balanced accuracy on the calibrated validation scores, among midpoints
+  between neighbouring scores (ties: nearest 0.5).
+- `T` is searched in [0.2, 20]: separable validation data would otherwise drive it to zero.
 - The uncertain band is the narrowest interval around the threshold, grown one validation score at
   a time from the threshold outwards, until the images outside it are classified with at most
   `target_error` error, holding at most `max_band_share` of the validation images.
@@ -48,7 +50,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     z = np.asarray(logits, np.float64)
     y = np.asarray(labels, np.float64)
     best_t, best_nll = 1.0, np.inf
-    for t in np.exp(np.linspace(np.log(0.05), np.log(20.0), 200)):
+    for t in np.exp(np.linspace(np.log(0.2), np.log(20.0), 200)):
         s = z / t
         nll = np.mean(np.logaddexp(0, s) - y * s)
         if nll < best_nll:
@@ -61,7 +63,9 @@ def fit_threshold(p: np.ndarray, labels: np.ndarray) -> float:
     y = np.asarray(labels).astype(bool)
     if y.all() or (~y).all():
         return 0.5
-    cands = np.unique(np.concatenate([p, [0.5]]))
+    u = np.unique(p)
+    # Midpoints between neighbouring scores: on separable data every gap ties, and the one nearest 0.5 wins.
+    cands = np.unique(np.concatenate([(u[1:] + u[:-1]) / 2, [0.5]]))
     best, best_score = 0.5, -1.0
     for t in cands:
         pred = p >= t

@@ -1,0 +1,52 @@
+import numpy as np
+
+from realjudge.calibrate import Calibration, calibrate, fit_band, fit_temperature, fit_threshold
+from realjudge.evaluate.metrics import binary_metrics, grouped_metrics
+
+
+def test_metrics_fake_is_positive():
+    y = np.array([0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.7, 0.8, 0.4, 0.9])
+    m = binary_metrics(y, p, 0.5)
+    assert m["confusion_matrix"] == [[1, 1], [1, 2]]
+    assert m["precision"] == 2 / 3 and m["recall"] == 2 / 3
+    assert m["real_accuracy"] == 0.5 and m["fake_accuracy"] == 2 / 3
+    assert 0 < m["roc_auc"] <= 1 and 0 < m["ap"] <= 1
+
+
+def test_single_class_has_no_auc():
+    m = binary_metrics(np.array([1, 1]), np.array([0.2, 0.9]))
+    assert m["roc_auc"] is None and m["fake_accuracy"] == 0.5
+
+
+def test_grouped_puts_each_generator_against_all_reals():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.2, 0.9, 0.15])
+    g = grouped_metrics(y, p, [None, None, "a", "b"], 0.5)
+    assert g["a"]["n"] == 3 and g["a"]["ap"] == 1.0 and g["b"]["fake_accuracy"] == 0.0
+    assert g["_mean_ap"] == (g["a"]["ap"] + g["b"]["ap"]) / 2
+
+
+def test_temperature_shrinks_overconfident_logits():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    logits = np.where(rng.random(2000) < 0.8, 2 * y - 1, 1 - 2 * y) * 10.0  # 80% right, far too confident
+    assert fit_temperature(logits, y) > 3
+
+
+def test_threshold_and_band():
+    y = np.array([0] * 50 + [1] * 50)
+    p = np.concatenate([np.linspace(0.0, 0.6, 50), np.linspace(0.4, 1.0, 50)])
+    t = fit_threshold(p, y)
+    assert 0.4 <= t <= 0.6
+    lo, hi = fit_band(p, y, t, target_error=0.0, max_band_share=0.5)
+    assert lo < t < hi
+    outside = (p <= lo) | (p >= hi)
+    assert ((p[outside] >= t) == y[outside].astype(bool)).all()
+
+
+def test_calibration_verdicts_use_band():
+    cal = Calibration(1.0, 0.5, (0.4, 0.6))
+    assert cal.verdicts(np.array([0.1, 0.5, 0.9])) == ["real", "uncertain", "fake"]
+    full = calibrate(np.array([-3.0, -2, 2, 3]), np.array([0, 0, 1, 1]))
+    assert full.verdicts(full.probability(np.array([-5.0, 5.0]))) == ["real", "fake"]
