@@ -128,6 +128,12 @@ class Detector:
         det = self if threshold is None else Detector(self.model, self.info, self.device, threshold)
         yield from Router({det.name: det}, det.name, det.name).predict_items(items, batch_size, workers, max_pixels)
 
+    def explain(self, image: Any, method: str = "gradcam", target: str = "verdict", name: str | None = None):
+        """Where the evidence lies: an Explanation with `.heatmap`, `.overlay`, `.record` (see realjudge.explain)."""
+        from .explain import explain
+
+        return explain(self, image, method=method, target=target, name=name)
+
 
 def load(name_or_path: str = "cifake", device: str = "auto", threshold: float | None = None) -> Detector:
     """Load a shipped detector by name, or a bundle folder / zip by path."""

@@ -1,0 +1,44 @@
+"""`realjudge explain IMAGE... --out DIR`: a heat-map overlay PNG per image, showing where the evidence lies."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+
+
+@click.command("explain")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the overlay PNGs.")
+@click.option("--model", "-m", default=None, help="Shipped detector name or bundle path (default: picked by image size).")
+@click.option("--method", type=click.Choice(["gradcam", "gradcam++", "occlusion"]), default="gradcam", show_default=True)
+@click.option("--threshold", "-t", type=click.FloatRange(0, 1), default=None, help="Decision threshold (default: the bundle's).")
+@click.option("--device", default="auto", show_default=True)
+def command(images, out_dir, model, method, threshold, device):
+    """Write `<name>.<method>.png` per image: the input enlarged to >= 256 px with the map blended on it.
+
+    The map shows the evidence for the detector's verdict (fake or real). Exit code 1 when some
+    images could not be read.
+    """
+    from ..explain.overlay import OverlayWriter
+    from ..io.sources import expand_inputs
+    from ..router import load_for_inputs
+
+    samples, missing = expand_inputs(list(images))
+    for m in missing:
+        click.echo(f"realjudge: error: {m}: no such file or folder", err=True)
+    if missing and not samples:
+        sys.exit(EXIT_USAGE)
+    router = load_for_inputs(model, device=device, threshold=threshold)
+    writer = OverlayWriter(out_dir, method)
+    failed = 0
+    for rec in router.predict_samples(samples, workers=0):
+        if rec.error:
+            failed += 1
+            click.echo(f"realjudge: error: {rec.error}", err=True)
+            continue
+        path = writer.write(router, rec)
+        click.echo(f"{rec.verdict:<9}  {rec.p_fake:6.4f}  {rec.path}  -> {path}")
+    sys.exit(EXIT_PARTIAL if failed or missing else EXIT_OK)
