@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -65,15 +66,21 @@ _IJG_LUMA = np.array(
 
 
 def estimate_jpeg_quality(im: Image.Image) -> int | None:
+    tables = getattr(im, "quantization", None)
+    if not tables or 0 not in tables:
+        return None
+    return _quality_from_table(tuple(tables[0]))
+
+
+@functools.lru_cache(maxsize=256)
+def _quality_from_table(table: tuple[int, ...]) -> int | None:
     """IJG-equivalent quality (1..100) from the luminance quantisation table, or None if not JPEG.
 
     Pillow exposes tables in zig-zag-free natural order since 8.x; the estimate inverts libjpeg's
     scaling (`scale = 5000/q` below 50, `200 - 2q` above) using the median ratio to the standard table.
+    Cached per table: a batch from one camera or encoder shares a handful of tables.
     """
-    tables = getattr(im, "quantization", None)
-    if not tables or 0 not in tables:
-        return None
-    luma = np.asarray(tables[0], dtype=np.float64)
+    luma = np.asarray(table, dtype=np.float64)
     if luma.size != 64:
         return None
     scale = float(np.median(luma * 100.0 / _IJG_LUMA))
