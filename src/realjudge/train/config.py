@@ -40,9 +40,22 @@ class TrainConfig:
     workers: int = 2
     threads: int = 0  # torch CPU threads; 0 = torch's default
     name: str = ""
+    # Two-stage models (NTF): epochs of self-supervised training on real images only before the
+    # supervised epochs, at `stage1_lr` (default: lr); `stage1_sources` add real-only images for it
+    # (their validation-split images are left out, like every other source's).
+    stage1_epochs: int = 0
+    stage1_lr: float | None = None
+    stage1_sources: list[SourceSpec] = field(default_factory=list)
+    # Crop policies: `train_patches` random patches per training image (0 = the policy's fixed crops);
+    # `patch_augment` ("rescale", "jpeg") changes each patch's scale / compression as it is cut, alike
+    # for both classes, to hide the size and quality differences between them.
+    train_patches: int = 0
+    patch_augment: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.sources = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in self.sources]
+        self.stage1_sources = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in self.stage1_sources]
+        self.patch_augment = list(self.patch_augment)
         self.augment = list(self.augment)
         self.validate()
 
@@ -59,6 +72,11 @@ class TrainConfig:
         need(self.schedule in ("onecycle", "cosine", "constant"), f"schedule must be onecycle, cosine or constant, got {self.schedule!r}")
         need(self.monitor in ("val_loss", "val_accuracy"), f"monitor must be val_loss or val_accuracy, got {self.monitor!r}")
         need(self.subset is None or self.subset >= 4, f"subset must be >= 4, got {self.subset}")
+        need(self.stage1_epochs >= 0, f"stage1_epochs must be >= 0, got {self.stage1_epochs}")
+        need(self.stage1_lr is None or self.stage1_lr > 0, f"stage1_lr must be > 0, got {self.stage1_lr}")
+        need(self.train_patches >= 0, f"train_patches must be >= 0, got {self.train_patches}")
+        bad = [a for a in self.patch_augment if a not in ("rescale", "jpeg")]
+        need(not bad, f"unknown patch augmentation(s) {bad}; known: rescale, jpeg")
         for s in self.sources:
             need(s.label in (None, "real", "fake"), f"source label must be real or fake, got {s.label!r}")
         from ..evaluate.perturb import AUGMENTATIONS

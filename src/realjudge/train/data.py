@@ -49,14 +49,34 @@ def load_split(cfg: TrainConfig, policy: InputPolicy, progress: bool) -> Split:
     if policy.kind == "resize":
         data = load_arrays(samples, policy.size, policy.filter, progress=progress)
     else:
-        data = load_patches(samples, policy, progress)
+        data = load_patches(samples, policy, progress, cfg.train_patches, cfg.val_fraction, cfg.patch_augment, cfg.seed)
     return split_arrays(data, cfg.val_fraction, cfg.subset, cfg.seed)
 
 
-def load_patches(samples: list[Sample], policy: InputPolicy, progress: bool) -> ArraySet:
+def load_stage1_reals(cfg: TrainConfig, policy: InputPolicy, progress: bool) -> np.ndarray:
+    """Extra real images for stage 1 (`cfg.stage1_sources`), training-side only, as model-sized views."""
+    if not cfg.stage1_sources:
+        return np.zeros((0, policy.size, policy.size, 3), np.uint8)
+    samples: list[Sample] = []
+    for spec in cfg.stage1_sources:
+        samples += open_source(spec.path, spec.layout, label=0)
+    samples = [s for s in samples if s.label == 0]
+    if policy.kind == "resize":
+        data = load_arrays(samples, policy.size, policy.filter, progress=progress)
+    else:
+        data = load_patches(samples, policy, progress, cfg.train_patches, cfg.val_fraction, cfg.patch_augment, cfg.seed)
+    keep = np.array([not is_validation(i, cfg.val_fraction) for i in data.ids], bool)
+    return data.pixels[keep]
+
+
+def load_patches(samples: list[Sample], policy: InputPolicy, progress: bool, train_patches: int = 0,
+                 val_fraction: float = 0.1, patch_augment: list[str] | tuple = (), seed: int = 0) -> ArraySet:
     """Native-resolution training data: every view of the bundle's crop policy, stored as patches.
 
     Each patch keeps its image's content id, so the split never separates patches of one image.
+    With `train_patches` > 0, a training-side image gives that many random patches instead (seeded by
+    its content id), optionally rescaled / re-compressed as they are cut (`patch_augment`); the
+    validation side always gets exactly the views that detection will use.
     """
     from ..io.decode import decode_bytes
     from ..io.sources import content_id, iter_sample_bytes
@@ -66,12 +86,17 @@ def load_patches(samples: list[Sample], policy: InputPolicy, progress: bool) -> 
         if not isinstance(blob, bytes):
             errors.append(str(blob))
             continue
+        cid = content_id(blob)
         try:
-            views, _ = policy.views(decode_bytes(blob, s.locator).pixels)
+            pixels = decode_bytes(blob, s.locator).pixels
+            if train_patches and not is_validation(cid, val_fraction):
+                views = random_patches(pixels, policy, train_patches, patch_augment,
+                                       np.random.default_rng([seed, int(cid[:12], 16)]))
+            else:
+                views, _ = policy.views(pixels)
         except Exception as err:  # DecodeError, or a policy error on an odd image
             errors.append(str(err))
             continue
-        cid = content_id(blob)
         s._id = cid
         for v in views:
             patches.append(v)
@@ -81,6 +106,37 @@ def load_patches(samples: list[Sample], policy: InputPolicy, progress: bool) -> 
     if not patches:
         raise SourceError("no decodable training images")
     return ArraySet(np.stack(patches), np.array(labels, np.int64), ids, kept, errors)
+
+
+def random_patches(pixels: np.ndarray, policy: InputPolicy, n: int, augment, rng: np.random.Generator) -> list[np.ndarray]:
+    """`n` random `policy.size` patches of one image, never upsampled (small images are padded first).
+
+    "rescale": half of the patches come from the image downscaled by a random factor in [0.5, 1)
+    (cut a larger square, shrink it to the patch), so native size is not a cue; "jpeg": 70% of the
+    patches are re-encoded at a random quality in [60, 95], alike for every class.
+    """
+    from ..evaluate import perturb
+    from PIL import Image
+
+    s = policy.size
+    h, w = pixels.shape[:2]
+    if h < s or w < s:  # padded to the patch size the way detection pads it
+        ph, pw = max(0, s - h), max(0, s - w)
+        pixels = np.pad(pixels, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode=policy.pad)
+        h, w = pixels.shape[:2]
+    out = []
+    for _ in range(n):
+        side = s
+        if "rescale" in augment and rng.random() < 0.5:
+            side = min(h, w, int(round(s / rng.uniform(0.5, 1.0))))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        patch = pixels[y:y + side, x:x + side]
+        if side != s:
+            patch = np.asarray(Image.fromarray(patch).resize((s, s), Image.Resampling.BICUBIC), dtype=np.uint8)
+        if "jpeg" in augment and rng.random() < 0.7:
+            patch = perturb.jpeg(patch, int(rng.integers(60, 96)))
+        out.append(np.ascontiguousarray(patch))
+    return out
 
 
 def augment_batch(batch: np.ndarray, names: list[str], rng: np.random.Generator) -> np.ndarray:

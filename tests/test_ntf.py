@@ -1,0 +1,125 @@
+"""NTF model: shapes, stages, fused score, ablation switches, and a tiny two-stage training run."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from realjudge.models.registry import create_model, get_entry
+
+torch.set_num_threads(1)
+SMALL = {"widths": [8, 16], "dim": 16, "n_prototypes": 4}
+
+
+def test_registered_with_native_policy():
+    e = get_entry("ntf")
+    assert e.policy.kind == "crop"
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"prototypes": False}, {"loss": "supcon"}, {"loss": "bce"},
+                                    {"encoder": "scratch"}])
+def test_forward_embed_and_losses(kwargs):
+    torch.manual_seed(0)
+    m = create_model("ntf", **(SMALL | kwargs))
+    x = torch.randn(6, 3, 32, 32)
+    y = torch.tensor([0, 0, 0, 1, 1, 1.0])
+    assert m(x).shape == (6,)
+    e = m.embed(x)
+    assert e["z_hom"].shape == (6, 16) and torch.allclose(e["z_hom"].norm(dim=1), torch.ones(6), atol=1e-5)
+    assert m.fusion_parts(x).shape == (6, 2)
+    m.train()
+    for stage in (1, 2):
+        m.set_stage(stage)
+        loss, logits = m.training_loss(x, y)
+        assert torch.isfinite(loss) and logits.shape == (6,)
+        loss.backward()
+    if kwargs.get("loss") == "bce":
+        assert set(m.last_terms) == {"bce"}
+    if kwargs.get("prototypes") is False:
+        assert m.traces().shape[0] == 0 and torch.all(e["s_trace"] == 0)
+
+
+def test_stage1_uses_only_reals():
+    torch.manual_seed(0)
+    m = create_model("ntf", **SMALL)
+    m.set_stage(1)
+    x = torch.randn(4, 3, 32, 32, requires_grad=True)
+    loss, _ = m.training_loss(x, torch.tensor([0, 0, 1, 1.0]))
+    loss.backward()
+    assert x.grad[2:].abs().sum() == 0 and x.grad[:2].abs().sum() > 0
+
+
+def test_fusion_is_fitted_and_used():
+    torch.manual_seed(0)
+    m = create_model("ntf", **SMALL).eval()
+    rng = np.random.default_rng(0)
+    head = rng.normal(size=200)
+    trace = rng.normal(size=200)
+    y = (trace < 0).astype(int)  # the trace alone separates: the fit must weigh it negatively
+    w = m.fit_fusion(np.stack([head, trace], 1), y)
+    assert w[1] < 0 and abs(w[1]) > abs(w[0])
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        e = m.embed(x)
+        assert torch.allclose(m(x), w[0] * e["head"] + w[1] * e["s_trace"] + w[2], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def patch_folder(tmp_path_factory):
+    from conftest import make_images, save
+
+    root = tmp_path_factory.mktemp("ntfdata")
+    reals, fakes = make_images(24, seed=3, size=48)
+    for i, (r, f) in enumerate(zip(reals, fakes)):
+        save(r, root / "real" / f"r{i}.png")
+        save(f, root / "fake" / f"f{i}.png")
+    return root
+
+
+def _train(tmp_path, patch_folder, arch_kwargs, **cfg_extra):
+    from realjudge.train.config import TrainConfig
+    from realjudge.train.engine import Trainer
+
+    os.environ["REALJUDGE_CACHE"] = str(tmp_path / "cache")
+    cfg = TrainConfig(arch="ntf", arch_kwargs=SMALL | arch_kwargs, policy={"size": 32, "crops": 2},
+                      sources=[{"path": str(patch_folder / "real"), "label": "real"},
+                               {"path": str(patch_folder / "fake"), "label": "fake"}],
+                      val_fraction=0.25, epochs=3, batch_size=16, lr=3e-3, threads=1, schedule="constant",
+                      **cfg_extra)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer.fit()
+    return trainer, trainer.export(tmp_path / "bundle", "ntf-tiny")
+
+
+def test_two_stage_training_exports_fused_bundle(tmp_path, patch_folder):
+    from realjudge.detector import load
+
+    trainer, bundle = _train(tmp_path, patch_folder, {}, stage1_epochs=2, train_patches=3,
+                             patch_augment=["rescale", "jpeg"], augment=["hflip", "jpeg"])
+    stage1 = json.loads((tmp_path / "run" / "stage1.json").read_text())
+    assert len(stage1) == 2 and {"het", "proto", "usage", "var", "orth"} <= set(stage1[0])
+    meta = json.loads((bundle / "bundle.json").read_text())
+    w = meta["score_fusion"]["weights"]
+    assert len(w) == 3 and meta["training"]["stage1_history"]
+    det = load(str(bundle), "cpu")
+    assert det.model.fusion.tolist() == pytest.approx(w)  # the fusion travels in model.safetensors
+    from conftest import make_images
+
+    reals, fakes = make_images(4, seed=11, size=48)
+    recs = det.predict(reals + fakes)
+    assert all(r.ok and r.model == "ntf-tiny" for r in recs)
+    assert "crop" in recs[0].preprocess
+
+
+@pytest.mark.parametrize("kwargs", [{"prototypes": False}, {"loss": "supcon"}, {"loss": "bce"}])
+def test_ablations_train_end_to_end(tmp_path, patch_folder, kwargs):
+    _, bundle = _train(tmp_path, patch_folder, kwargs, stage1_epochs=1)
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["arch_kwargs"] == SMALL | kwargs
+
+
+def test_no_stage1_skips_it(tmp_path, patch_folder):
+    _train(tmp_path, patch_folder, {}, stage1_epochs=0)
+    assert not (tmp_path / "run" / "stage1.json").exists()
