@@ -65,6 +65,7 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(samples), disable=not show, unit="img", file=sys.stderr, desc="detect")
     failed = 0
+    counts = {"fake": 0, "real": 0, "uncertain": 0}
     first = True
     explainer = None
     if explain_dir:
@@ -77,8 +78,11 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
     for rec in router.predict_samples(samples, batch_size=batch_size, workers=workers):
         bar.update(1)
         failed += rec.error is not None
-        if rec.error:
-            bar.clear() if show else None
+        if rec.verdict:
+            counts[rec.verdict] += 1
+        if rec.error and fmt != "table":  # the table already shows the error on stdout
+            if show:
+                bar.clear()
             click.echo(f"realjudge: error: {rec.error}", err=True)
         if explainer is not None and rec.error is None:
             explainer.write(router, rec)
@@ -94,4 +98,7 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
         out.write("\n]\n")
     out.flush()
     bar.close()
+    if fmt == "table" and sys.stderr.isatty():
+        click.echo(f"{sum(counts.values())} scored: {counts['fake']} fake, {counts['real']} real, "
+                   f"{counts['uncertain']} uncertain; {failed} unreadable", err=True)
     sys.exit(EXIT_PARTIAL if failed or missing else EXIT_OK)

@@ -40,6 +40,7 @@ class TrainConfig:
     workers: int = 2
     threads: int = 0  # torch CPU threads; 0 = torch's default
     name: str = ""
+    card: dict[str, str] = field(default_factory=dict)  # model-card text: intended_input, failure_modes
     # Two-stage models (NTF): epochs of self-supervised training on real images only before the
     # supervised epochs, at `stage1_lr` (default: lr); `stage1_sources` add real-only images for it
     # (their validation-split images are left out, like every other source's).
