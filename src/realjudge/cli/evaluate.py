@@ -36,6 +36,9 @@ def command(sources, model, layout, threshold, perturb, out_dir, device, progres
         click.echo(f"realjudge: error: {e}", err=True)
     if out_dir:
         path = write_report(result, y, p, out_dir)
+        from ..evaluate.protocols import write_degradation
+
+        write_degradation(result, out_dir)  # per-generator degradation curves: degradation.json + plots
         click.echo(f"report: {path}", err=True)
     rows = {"all": result["overall"]} | {f"source {k}": v for k, v in result["per_source"].items()} \
         | {f"generator {k}": v for k, v in result["per_generator"].items() if not k.startswith("_")} \
