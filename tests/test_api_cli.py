@@ -119,3 +119,23 @@ def test_models_lists_architectures():
     assert res.returncode == 0
     names = {a["name"] for a in json.loads(res.stdout)["architectures"]}
     assert {"cifake-cnn", "resnet"} <= names
+
+
+def test_progress_bar_stays_off_stdout(tiny_bundle, tiny_flat):
+    res = run("detect", str(tiny_flat), "--model", str(tiny_bundle), "--format", "jsonl", "--progress")
+    assert res.returncode == 0
+    assert len([json.loads(x) for x in res.stdout.splitlines()]) == 96
+    assert "detect" in res.stderr  # the bar went to stderr
+
+
+def test_router_picks_detector_by_size_and_names_it(tiny_bundle):
+    from realjudge.detector import load
+    from realjudge.router import Router
+
+    small, large = load(str(tiny_bundle)), load(str(tiny_bundle))
+    large.info.name = "big"
+    router = Router({"tiny": small, "big": large}, "tiny", "big")
+    a, b = make_images(1, 3, 32)[0][0], make_images(1, 3, 200)[0][0]
+    recs = list(router.predict_items([(a, "a"), (b, "b"), (b"junk", "c"), (a, "d")], batch_size=2))
+    assert [r.model for r in recs] == ["tiny", "big", "tiny", "tiny"]
+    assert recs[2].error and recs[1].preprocess.startswith("resized 200x200->32x32")
