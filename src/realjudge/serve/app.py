@@ -1,0 +1,237 @@
+"""`create_app`: the HTTP API and the web page, safe under load.
+
+Models are loaded once, at start-up. Each request is admitted by a `Gate` of fixed size (503 with
+Retry-After beyond it), its body is read into memory up to a byte limit, and parsing, decoding and
+the model run on an inference thread, so the event loop keeps answering. Every refusal is a JSON
+`{"error": message, "status": code}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from .. import __version__
+from ..router import SMALL_SIDE, Router
+from . import openapi
+from .gate import Busy, Gate
+from .limits import Limits
+from .scoring import Models, detect_job, explain_job, load_models, overlay_json, warm_up
+from .uploads import ApiError
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("realjudge.serve")
+
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+                                 b"script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status, **extra}, status, headers=headers)
+
+
+def create_app(models: Sequence[str] | Router | None = None, limits: Limits | None = None, device: str = "auto",
+               threshold: float | None = None) -> FastAPI:
+    """The service. `models`: bundle paths or shipped names (None: the shipped detectors, routed by
+    image size), or a `Router` already loaded."""
+    limits = limits or Limits()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        router = models if isinstance(models, Router) else load_models(models, device, threshold)
+        warm_up(router)
+        app.state.models, app.state.gate = Models(router), Gate(limits.workers, limits.queue)
+        log.info("realjudge serve: models %s, limits %s", ", ".join(router.detectors), limits.to_json())
+        try:
+            yield
+        finally:
+            app.state.gate.close()
+
+    app = FastAPI(title="realjudge", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Tell AI-generated images from real photographs. Offline API reference: /docs.")
+    app.state.limits = limits
+    _add_error_handlers(app)
+    app.add_middleware(_SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(STATIC / "docs.html")
+
+    @app.get("/healthz", summary="Liveness and load")
+    def healthz(request: Request) -> dict:
+        """`admitted` requests (uploading, waiting or being scored) out of `capacity`."""
+        gate: Gate = request.app.state.gate
+        return {"status": "ok", "models": list(request.app.state.models.detectors),
+                "admitted": gate.admitted, "capacity": gate.capacity}
+
+    @app.get("/v1/models", summary="Loaded detectors, their calibration and model cards")
+    def list_models(request: Request) -> dict:
+        router: Router = request.app.state.models.router
+        return {"routing": _routing(router), "models": [_describe(d) for d in router.detectors.values()],
+                "limits": limits.to_json()}
+
+    @app.post("/v1/detect", summary="Score one or more images", openapi_extra=openapi.DETECT,
+              responses=openapi.DETECT_RESPONSES)
+    async def detect(request: Request,
+                     model: str | None = Query(None, description="A loaded model (default: picked by image size)."),
+                     threshold: float | None = Query(None, ge=0, le=1, description="Decision threshold on p_fake.")):
+        """Multipart (`file`, repeatable) or JSON with base64 images. 200 when at least one image was
+        scored (unreadable ones carry `error`), 422 when none was."""
+        query = {"model": model, "threshold": threshold}
+        outcome = await _run(request, limits, detect_job, query)
+        if isinstance(outcome, Response):
+            return outcome
+        results, timings = outcome
+        body = {"results": results, "timings": timings}
+        if all(r["error"] for r in results):
+            first = results[0]["error"]
+            message = first if len(results) == 1 else f"none of the {len(results)} images could be scored; first: {first}"
+            return error(422, message, **body)
+        return body
+
+    @app.post("/v1/explain", summary="Grad-CAM heat map of one image", openapi_extra=openapi.EXPLAIN,
+              responses=openapi.EXPLAIN_RESPONSES)
+    async def explain(request: Request,
+                      model: str | None = Query(None, description="A loaded model (default: picked by image size)."),
+                      threshold: float | None = Query(None, ge=0, le=1, description="Decision threshold on p_fake."),
+                      method: str = Query("gradcam", max_length=40, description="Explanation method."),
+                      fmt: str = Query("png", alias="format", pattern="^(png|json)$",
+                                       description="`png`: the overlay; `json`: the record with the overlay in base64.")):
+        query = {"model": model, "threshold": threshold, "method": method}
+        outcome = await _run(request, limits, explain_job, query)
+        if isinstance(outcome, Response):
+            return outcome
+        result, timings = outcome
+        if fmt == "json":
+            return overlay_json(result) | {"timings": timings}
+        rec = result["record"]
+        return Response(result["png"], media_type="image/png", headers={
+            "X-Realjudge-Verdict": str(rec["verdict"]), "X-Realjudge-P-Fake": f"{rec['p_fake']:.6f}",
+            "X-Realjudge-Threshold": f"{rec['threshold']:.6f}", "X-Realjudge-Model": str(rec["model"]),
+            "X-Realjudge-Method": str(result["method"]), "X-Realjudge-Target": str(result["target"])})
+
+    return app
+
+
+async def _run(request: Request, limits: Limits, job: Callable, query: dict):
+    """Admit, read the body, run `job` on an inference thread; a JSON error response on any refusal."""
+    gate: Gate = request.app.state.gate
+    start = time.monotonic()
+    deadline = start + limits.request_timeout
+    phase = "upload"
+    try:
+        with gate.admit():
+            async with asyncio.timeout(limits.request_timeout):
+                body = await _read_body(request, limits.max_upload_bytes)
+                phase = "wait"
+                result, waited = await gate.run(job, request.app.state.models, body,
+                                                request.headers.get("content-type", ""), query, limits.max_files,
+                                                limits.max_pixels, deadline)
+    except Busy as busy:
+        return error(503, str(busy), {"Retry-After": str(busy.retry_after)})
+    except ApiError as err:
+        return error(err.status, err.message, err.headers)
+    except TimeoutError:
+        if phase == "upload":
+            return error(408, f"the upload did not finish within {limits.request_timeout:g} s")
+        retry = gate.retry_after()
+        return error(503, f"server busy: the request was not done within {limits.request_timeout:g} s; "
+                          f"retry in {retry} s", {"Retry-After": str(retry)})
+    timings = {"wait_ms": round(waited * 1000, 3), "total_ms": round((time.monotonic() - start) * 1000, 3)}
+    return result, timings
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it is known to exceed `limit` bytes."""
+    too_large = f"upload too large: the limit is {limit} bytes ({limit / 2 ** 20:.1f} MiB) per request"
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, f"bad Content-Length header {declared!r}")
+        if int(declared) > limit:
+            raise ApiError(413, f"{too_large}; this one declares {declared} bytes")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, too_large)
+    except ClientDisconnect:
+        raise ApiError(400, "the client disconnected during the upload") from None
+    return bytes(body)
+
+
+def _routing(router: Router) -> dict:
+    if router.small == router.large:
+        return {"default": router.small, "rule": f"every image goes to {router.small!r} unless a request names a model"}
+    return {"default": None, "small": router.small, "large": router.large, "small_side": SMALL_SIDE,
+            "rule": f"images whose sides are both at most {SMALL_SIDE} px go to {router.small!r}, others to {router.large!r}"}
+
+
+def _describe(det) -> dict:
+    meta = det.info.meta
+    return {"name": det.name, "arch": det.info.arch, "arch_kwargs": det.info.arch_kwargs,
+            "threshold": det.threshold, "uncertain_band": list(det.calibration.uncertain_band),
+            "temperature": det.calibration.temperature, "input_policy": det.policy.to_json(),
+            "val_metrics": meta.get("val_metrics", {}), "created_at": meta.get("created_at"),
+            "card": det.info.card}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameters(_request: Request, exc: RequestValidationError):
+        return error(400, "bad request: " + "; ".join(_where(e.get("loc", ())) + str(e.get("msg")) for e in exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def internal(_request: Request, exc: Exception):
+        log.exception("internal error")
+        return error(500, f"internal error ({type(exc).__name__}); please report it")
+
+
+def _where(loc) -> str:
+    """('query', 'threshold') -> "query parameter 'threshold': "."""
+    if len(loc) >= 2 and loc[0] in ("query", "header", "path"):
+        return f"{loc[0]} parameter {loc[1]!r}: "
+    return f"{' '.join(map(str, loc))}: " if loc else ""
+
+
+class _SecurityHeaders:
+    """Same-origin everything: the page loads nothing from elsewhere and cannot be framed."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,76 @@
+"""Bounded concurrency: a fixed number of requests admitted, a fixed number of inference threads.
+
+A request is admitted for its whole life (upload, wait, scoring), so memory and threads stay
+bounded whatever the traffic; the request after the last admitted one is refused at once with a
+`Busy` that says when to retry, instead of piling up behind the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator
+
+
+class Busy(Exception):
+    """Every slot is taken; `retry_after` is a whole number of seconds worth waiting."""
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"server busy: every place in the queue is taken; retry in {retry_after} s")
+
+
+class Gate:
+    def __init__(self, workers: int, queue: int):
+        self.workers = workers
+        self.capacity = workers + queue
+        self.admitted = 0
+        self._slots = asyncio.Semaphore(workers)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="realjudge-infer")
+        self._job_seconds = 0.05  # running mean of job time, for Retry-After
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one of the `workers + queue` places, or raise `Busy`."""
+        if self.admitted >= self.capacity:
+            raise Busy(self.retry_after())
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self.admitted -= 1
+
+    def retry_after(self) -> int:
+        """Seconds until the jobs ahead should have drained, at the recent pace."""
+        return max(1, min(60, math.ceil(self._job_seconds * self.capacity / self.workers)))
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+        """Run `fn(*args)` on an inference thread once one is free; return its result and the
+        seconds spent waiting for the thread.
+
+        The thread's slot is given back when the job really ends, not when the caller stops
+        waiting: a request that timed out cannot let more jobs run than there are workers.
+        """
+        asked = time.monotonic()
+        await self._slots.acquire()
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+
+        def finished(_future) -> None:
+            self._job_seconds = 0.8 * self._job_seconds + 0.2 * (time.monotonic() - started)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._slots.release)
+
+        try:
+            future = self._pool.submit(fn, *args)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(finished)
+        return await asyncio.wrap_future(future), started - asked
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
