@@ -291,9 +291,9 @@ def test_503_with_retry_after_when_the_queue_is_full(held, images):
             running = pool.submit(c.post, "/v1/detect", files=one)
             assert gate.entered.wait(10)
             waiting = pool.submit(c.post, "/v1/detect", files=one)
-            for _ in range(200):
-                if c.get("/healthz").json()["admitted"] == 2:
-                    break
+            deadline = time.monotonic() + 10
+            while c.get("/healthz").json()["admitted"] < 2:  # one running, one queued
+                assert time.monotonic() < deadline, "the second request was never queued"
                 time.sleep(0.02)
             refused = c.post("/v1/detect", files=one)
             assert_error(refused, 503, "busy")

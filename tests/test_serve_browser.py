@@ -6,10 +6,8 @@ when that browser is absent.
 
 from __future__ import annotations
 
-import io
 import os
 
-import numpy as np
 import pytest
 from PIL import Image
 
