@@ -25,6 +25,7 @@ import numpy as np
 from ..io.sources import Sample, content_id, is_validation, iter_sample_bytes
 
 TEST_SALT = "protocol-test"
+VAL_SALT = "protocol-val"  # the training side's own validation split (calibration, fusion, early stopping)
 
 
 @dataclass
@@ -45,8 +46,10 @@ def with_ids(samples: list[Sample]) -> list[Sample]:
     return [s for s in samples if s._id is not None]
 
 
-def is_test(s: Sample, fraction: float) -> bool:
-    return is_validation(s.id, fraction, salt=TEST_SALT)
+def is_test(s: Sample, fraction: float, salt: str = TEST_SALT) -> bool:
+    """Test side of a protocol; `salt=""` reproduces the engine's validation split (to compare with a
+    bundle trained by `realjudge train` on its validation images)."""
+    return is_validation(s.id, fraction, salt=salt)
 
 
 def leave_one_generator_out(samples: list[Sample], test_fraction: float = 0.3) -> list[Protocol]:
@@ -73,10 +76,10 @@ def cross_dataset(groups: dict[str, list[Sample]], test_fraction: float = 0.3) -
     return out
 
 
-def in_distribution(name: str, samples: list[Sample], test_fraction: float = 0.3) -> Protocol:
+def in_distribution(name: str, samples: list[Sample], test_fraction: float = 0.3, salt: str = TEST_SALT) -> Protocol:
     samples = with_ids(samples)
-    return Protocol(f"train {name} -> test {name}", [s for s in samples if not is_test(s, test_fraction)],
-                    [s for s in samples if is_test(s, test_fraction)], "in-distribution", {"train": name, "test": name})
+    return Protocol(f"train {name} -> test {name}", [s for s in samples if not is_test(s, test_fraction, salt)],
+                    [s for s in samples if is_test(s, test_fraction, salt)], "in-distribution", {"train": name, "test": name})
 
 
 def balanced_subset(samples: list[Sample], per_class: int, seed: int = 0) -> list[Sample]:
@@ -91,14 +94,14 @@ def balanced_subset(samples: list[Sample], per_class: int, seed: int = 0) -> lis
 
 
 def build_split(cfg, policy, train_samples: list[Sample], progress: bool = False):
-    """Engine Split from explicit samples: the training side is split again (unsalted hash, the
-    engine's rule) into training and validation; validation gets the policy's detection views."""
+    """Engine Split from explicit samples: the training side is split again (hash salted with
+    `VAL_SALT`) into training and validation; validation gets the policy's detection views."""
     from ..io.cache import load_arrays
     from ..train.data import Split, load_patches
 
     train_samples = with_ids(train_samples)
-    val = [s for s in train_samples if is_validation(s.id, cfg.val_fraction)]
-    tr = [s for s in train_samples if not is_validation(s.id, cfg.val_fraction)]
+    val = [s for s in train_samples if is_validation(s.id, cfg.val_fraction, salt=VAL_SALT)]
+    tr = [s for s in train_samples if not is_validation(s.id, cfg.val_fraction, salt=VAL_SALT)]
     if policy.kind == "resize":
         return Split(load_arrays(tr, policy.size, policy.filter, progress=progress),
                      load_arrays(val, policy.size, policy.filter, progress=progress))

@@ -325,7 +325,8 @@ class Trainer:
         from ..bundle import write_bundle
 
         split = self.split
-        extra = dict(extra or {})
+        # Model-card text from the config (intended_input, failure_modes), unless the caller gives its own.
+        extra = dict(getattr(self.cfg, "card", None) or {}) | dict(extra or {})
         if hasattr(self.model, "fit_fusion"):
             # Score fusion (e.g. NTF: head logit + proximity to the traces), fitted per image on validation.
             parts, labels = self._per_image(self.predict_parts(self.model, split.val.pixels), split.val.labels, split.val.ids)

