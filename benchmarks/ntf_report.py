@@ -185,23 +185,32 @@ def _cifake_protocol():
 
 
 def step_cifake() -> None:
-    from realjudge.bundle import shipped_names
     from realjudge.detector import load
     from realjudge.evaluate.protocols import run_protocols
 
     proto = _cifake_protocol()
     _protocol_run("cifake", [proto], CIFAKE_VARIANTS)
-    if "cifake" in shipped_names():
+    ref = _cifake_reference()
+    if ref is not None:
         store = _load("cifake") or {}
-        res = run_protocols([proto], None, OUT / "cifake" / "shipped-cifake", None, detector=load("cifake", "cpu"))
-        store["shipped cifake network"] = {"results": res, "config": None}
+        res = run_protocols([proto], None, OUT / "cifake" / "shipped-cifake", None, detector=load(ref, "cpu"))
+        store["cifake network (resnet, full training side)"] = {"results": res, "config": None, "bundle": ref}
         _save("cifake", store)
+
+
+def _cifake_reference() -> str | None:
+    """The shipped CIFAKE network, or the bundle of its training run when it is not shipped yet."""
+    from realjudge.bundle import shipped_names
+
+    if "cifake" in shipped_names():
+        return "cifake"
+    run = ROOT / "runs" / "cifake-resnet" / "bundle"
+    return str(run) if (run / "bundle.json").exists() else None
 
 
 def step_cross() -> None:
     """CIFAKE-trained bundles on natural photographs (test side of the LOGO reals + all fakes), and
     natural-trained bundles on the CIFAKE validation subset. No training: reuses earlier steps' bundles."""
-    from realjudge.bundle import shipped_names
     from realjudge.detector import load
     from realjudge.evaluate.protocols import Protocol, is_test, run_protocols, with_ids
 
@@ -215,8 +224,9 @@ def step_cross() -> None:
         if b.exists():
             pairs.append((f"{name} (trained on CIFAKE)", b, Protocol("train cifake -> test natural", [], nat_test,
                                                                      "cross-dataset", {"train": "cifake", "test": "natural"})))
-    if "cifake" in shipped_names():
-        pairs.append(("shipped cifake network", "cifake", Protocol("train cifake -> test natural", [], nat_test, "cross-dataset",
+    ref = _cifake_reference()
+    if ref is not None:
+        pairs.append(("cifake network (resnet)", ref, Protocol("train cifake -> test natural", [], nat_test, "cross-dataset",
                                                                    {"train": "cifake", "test": "natural"})))
     if NATURAL_BUNDLE.exists():
         pairs.append(("ntf (natural bundle)", NATURAL_BUNDLE, Protocol("train natural -> test cifake", [], cif.test,

@@ -99,3 +99,14 @@ def test_cli_train_ntf_real_fake(tmp_path, tiny_flat):
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "run" / "bundle" / "bundle.json").exists()
     assert (tmp_path / "run" / "stage1.json").exists()
+
+
+def test_crop_policy_calibrates_per_image():
+    from realjudge.train.config import TrainConfig
+    from realjudge.train.engine import Trainer
+
+    tr = Trainer(TrainConfig(arch="npr", sources=[]), "/tmp/unused", progress=False)
+    vals, labs = tr._per_image(np.array([1.0, 3.0, -2.0]), np.array([1, 1, 0]), ["a", "a", "b"])
+    assert vals.tolist() == [2.0, -2.0] and labs.tolist() == [1, 0]
+    parts, _ = tr._per_image(np.array([[1.0, 0.0], [3.0, 1.0]]), np.array([0, 0]), ["a", "a"])
+    assert parts.tolist() == [[2.0, 0.5]]

@@ -29,7 +29,8 @@ import click
 @click.option("--progress/--no-progress", default=None)
 def command(arch, config_path, data, real, fake, layout, overrides, epochs, batch_size, lr, subset, seed, device,
             run_dir, out_dir, name, resume, progress):
-    """Train ARCH (resnet, cifake-cnn, ...) with the shared engine: validation split by content hash,
+    """Train ARCH (resnet, cifake-cnn, ntf, npr, cnnspot, efficientnet-lite0; see `realjudge models`)
+    with the shared engine: validation split by content hash,
     checkpoints every epoch, --resume, calibration, and a bundle at the end."""
     from ..train.config import load_config
     from ..train.engine import Trainer
