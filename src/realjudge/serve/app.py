@@ -62,30 +62,30 @@ def create_app(models: Sequence[str] | Router | None = None, limits: Limits | No
         finally:
             app.state.gate.close()
 
+    # Small handlers are coroutines: they answer from the event loop even when every thread is busy.
     app = FastAPI(title="realjudge", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Tell AI-generated images from real photographs. Offline API reference: /docs.")
-    app.state.limits = limits
     _add_error_handlers(app)
     app.add_middleware(_SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
+    async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
     @app.get("/docs", include_in_schema=False)
-    def docs() -> FileResponse:
+    async def docs() -> FileResponse:
         return FileResponse(STATIC / "docs.html")
 
     @app.get("/healthz", summary="Liveness and load")
-    def healthz(request: Request) -> dict:
+    async def healthz(request: Request) -> dict:
         """`admitted` requests (uploading, waiting or being scored) out of `capacity`."""
         gate: Gate = request.app.state.gate
         return {"status": "ok", "models": list(request.app.state.models.detectors),
                 "admitted": gate.admitted, "capacity": gate.capacity}
 
     @app.get("/v1/models", summary="Loaded detectors, their calibration and model cards")
-    def list_models(request: Request) -> dict:
+    async def list_models(request: Request) -> dict:
         router: Router = request.app.state.models.router
         return {"routing": _routing(router), "models": [_describe(d) for d in router.detectors.values()],
                 "limits": limits.to_json()}
