@@ -39,7 +39,7 @@ def test_layouts_are_detected_and_labelled(tmp_path, imgs, layout, real_dir, fak
     fake = next(s for s in samples if s.label == 1)
     assert fake.generator == generator
     if layout == "cifake":
-        assert fake.meta["class"] == 3 and fake.meta["split"] == "train"
+        assert fake.meta["class"] == 2 and fake.meta["split"] == "train"  # "(3)" is class 2, bird
 
 
 def test_zip_tar_and_manifest(tmp_path, imgs):

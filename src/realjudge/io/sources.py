@@ -233,8 +233,9 @@ def _cifake(name: str) -> tuple[int, str | None, dict] | None:
                 meta["split"] = parts[i - 1].lower()
             m = _CIFAKE_CLASS.search(name)
             k = int(m.group(1)) if m else 0
-            # Per-class statistics only (never a model input): REAL writes truck as "(10)".
-            meta["class"] = 9 if k == 10 else k
+            # Per-class statistics only (never a model input). The files say "NNNN.jpg" for class 0
+            # and "NNNN (k).jpg" for class k-1, k = 2..10: there is no "(1)" in either folder.
+            meta["class"] = k - 1 if k >= 2 else 0
             return label, ("sd14" if label else None), meta
     return None
 
