@@ -6,6 +6,7 @@ when that browser is absent.
 
 from __future__ import annotations
 
+import base64
 import os
 
 import pytest
@@ -64,6 +65,10 @@ def test_page_scores_an_upload_and_shows_the_heat_map(server, tmp_path):
             page.wait_for_function("img => img.complete && img.naturalWidth >= 256", arg=overlay.element_handle())
             expect(card.locator(".heat-caption")).to_contain_text("gradcam")
 
+            _drop(page, good.read_bytes(), "dropped.png")
+            dropped = page.locator(".card", has_text="dropped.png")
+            expect(dropped.locator(".verdict")).to_have_text(_api_verdict(server, good), ignore_case=True, timeout=20_000)
+
             page.set_input_files("#files", str(broken))
             bad = page.locator(".card", has_text="broken.png")
             expect(bad.locator(".verdict")).to_have_text("could not score", timeout=20_000)
@@ -73,6 +78,19 @@ def test_page_scores_an_upload_and_shows_the_heat_map(server, tmp_path):
     # The 422 for the broken file is expected in the console; anything else is a bug.
     unexpected = [m for m in problems if "422" not in m]
     assert unexpected == []
+
+
+def _drop(page, data: bytes, name: str) -> None:
+    """Drag and drop a file onto the drop zone, as a user would from a file manager."""
+    page.evaluate("""([b64, name]) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: "image/png" }));
+        const zone = document.getElementById("drop");
+        for (const type of ["dragenter", "dragover", "drop"]) {
+            zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        }
+    }""", [base64.b64encode(data).decode(), name])
 
 
 def _api_verdict(server: str, path) -> str:
