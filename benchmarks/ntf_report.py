@@ -308,6 +308,22 @@ def write() -> None:
         "  (reflect), never upsampled.",
         "",
     ]
+    L += ["## Commands", "",
+          "```",
+          "# NTF on your own data (any layout the data layer reads; --real/--fake force the label of a whole source)",
+          "realjudge train ntf --config configs/ntf.json --real PHOTOS/ --fake GENERATED.zip --run-dir runs/my-ntf",
+          "realjudge train ntf --data GenImage/ --set stage1_epochs=0                    # ablation: no stage 1",
+          "realjudge train ntf --data DIR --set arch_kwargs.prototypes=false             # ablation: no prototypes",
+          "realjudge train ntf --data DIR --set arch_kwargs.loss=supcon                  # ablation: plain SupCon (or bce)",
+          "realjudge train ntf --data DIR --set arch_kwargs.encoder=effnet               # ImageNet EfficientNet-Lite0 encoder",
+          "realjudge train --config configs/ntf-baseline-npr.json --data DIR            # NPR baseline",
+          "realjudge train --config configs/ntf-baseline-cnnspot.json --data DIR        # CNNSpot baseline (blur + JPEG)",
+          "realjudge data audit DIR [--align OUT]                                       # format shortcut check",
+          "realjudge evaluate DIR --model runs/my-ntf/bundle --perturb all --out report/  # robustness + degradation curves",
+          "realjudge detect IMAGES...     # small images -> shipped cifake, larger -> shipped natural; records name the model",
+          "```", "",
+          "Protocols as code: `realjudge.evaluate.protocols` (`leave_one_generator_out`, `cross_dataset`, `in_distribution`, "
+          "`run_protocols`, `protocol_table`, `generator_table`, `matrix_table`); this script shows their use.", ""]
     a = parts["audit"]
     L += ["## Data-bias audit of natural-train.zip", ""]
     if a:

@@ -83,11 +83,10 @@ def _train(tmp_path, patch_folder, arch_kwargs, **cfg_extra):
     from realjudge.train.engine import Trainer
 
     os.environ["REALJUDGE_CACHE"] = str(tmp_path / "cache")
+    opts = dict(val_fraction=0.25, epochs=3, batch_size=16, lr=3e-3, threads=1, schedule="constant") | cfg_extra
     cfg = TrainConfig(arch="ntf", arch_kwargs=SMALL | arch_kwargs, policy={"size": 32, "crops": 2},
                       sources=[{"path": str(patch_folder / "real"), "label": "real"},
-                               {"path": str(patch_folder / "fake"), "label": "fake"}],
-                      val_fraction=0.25, epochs=3, batch_size=16, lr=3e-3, threads=1, schedule="constant",
-                      **cfg_extra)
+                               {"path": str(patch_folder / "fake"), "label": "fake"}], **opts)
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     trainer.fit()
     return trainer, trainer.export(tmp_path / "bundle", "ntf-tiny")
@@ -123,3 +122,9 @@ def test_ablations_train_end_to_end(tmp_path, patch_folder, kwargs):
 def test_no_stage1_skips_it(tmp_path, patch_folder):
     _train(tmp_path, patch_folder, {}, stage1_epochs=0)
     assert not (tmp_path / "run" / "stage1.json").exists()
+
+
+def test_stage1_defaults_to_the_models_own(tmp_path, patch_folder):
+    _train(tmp_path, patch_folder, {}, epochs=1)
+    stage1 = json.loads((tmp_path / "run" / "stage1.json").read_text())
+    assert len(stage1) == 3

@@ -110,6 +110,7 @@ class NTF(nn.Module):
         self.lam = {"contrast": lambda_contrast, "proto": lambda_proto, "var": lambda_var, "usage": lambda_usage,
                     "orth": lambda_orth}
         self.stage = 2
+        self.default_stage1_epochs = 3  # used when the training config leaves stage1_epochs unset
         self.last_terms: dict[str, float] = {}
 
     # ------------------------------------------------------------------ scoring

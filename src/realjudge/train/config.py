@@ -44,7 +44,7 @@ class TrainConfig:
     # Two-stage models (NTF): epochs of self-supervised training on real images only before the
     # supervised epochs, at `stage1_lr` (default: lr); `stage1_sources` add real-only images for it
     # (their validation-split images are left out, like every other source's).
-    stage1_epochs: int = 0
+    stage1_epochs: int | None = None  # None: the model's own default (NTF: 3; one-stage models: 0)
     stage1_lr: float | None = None
     stage1_sources: list[SourceSpec] = field(default_factory=list)
     # Crop policies: `train_patches` random patches per training image (0 = the policy's fixed crops);
@@ -73,7 +73,7 @@ class TrainConfig:
         need(self.schedule in ("onecycle", "cosine", "constant"), f"schedule must be onecycle, cosine or constant, got {self.schedule!r}")
         need(self.monitor in ("val_loss", "val_accuracy"), f"monitor must be val_loss or val_accuracy, got {self.monitor!r}")
         need(self.subset is None or self.subset >= 4, f"subset must be >= 4, got {self.subset}")
-        need(self.stage1_epochs >= 0, f"stage1_epochs must be >= 0, got {self.stage1_epochs}")
+        need(self.stage1_epochs is None or self.stage1_epochs >= 0, f"stage1_epochs must be >= 0, got {self.stage1_epochs}")
         need(self.stage1_lr is None or self.stage1_lr > 0, f"stage1_lr must be > 0, got {self.stage1_lr}")
         need(self.train_patches >= 0, f"train_patches must be >= 0, got {self.train_patches}")
         bad = [a for a in self.patch_augment if a not in ("rescale", "jpeg")]

@@ -160,7 +160,7 @@ class Trainer:
 
         if hasattr(model, "set_stage"):
             model.set_stage(2)
-            if cfg.stage1_epochs and start_epoch == 0:
+            if self.stage1_epochs(model) and start_epoch == 0:
                 self._stage1(model)
                 model.set_stage(2)
 
@@ -229,6 +229,12 @@ class Trainer:
         self.model = model
         return {"history": history, "stopped_early": stopped_early}
 
+    def stage1_epochs(self, model) -> int:
+        """Configured stage-1 epochs, or the model's default (`default_stage1_epochs`) when unset."""
+        if self.cfg.stage1_epochs is not None:
+            return int(self.cfg.stage1_epochs)
+        return int(getattr(model, "default_stage1_epochs", 0)) if hasattr(model, "set_stage") else 0
+
     def _stage1(self, model) -> None:
         """Self-supervised stage on real images only (two-stage models such as NTF).
 
@@ -256,15 +262,16 @@ class Trainer:
         opt = torch.optim.AdamW(params, lr=cfg.stage1_lr or cfg.lr, weight_decay=cfg.weight_decay)
         bs = min(cfg.batch_size, len(reals))
         steps = max(1, len(reals) // bs)
-        total = steps * cfg.stage1_epochs
+        n_epochs = self.stage1_epochs(model)
+        total = steps * n_epochs
         log = []
-        for epoch in range(cfg.stage1_epochs):
+        for epoch in range(n_epochs):
             rng = np.random.default_rng(cfg.seed * 1000 + 500 + epoch)
             torch.manual_seed(cfg.seed * 1000 + 500 + epoch)
             order = rng.permutation(len(reals))
             model.train()
             t0, sums = time.time(), {}
-            for b in tqdm(range(steps), desc=f"stage 1 epoch {epoch + 1}/{cfg.stage1_epochs}", disable=not self.progress,
+            for b in tqdm(range(steps), desc=f"stage 1 epoch {epoch + 1}/{n_epochs}", disable=not self.progress,
                           leave=False, unit="batch", dynamic_ncols=True):
                 rows = order[b * bs:(b + 1) * bs]
                 x = self._tensor(augment_batch(reals[rows], cfg.augment, rng))
