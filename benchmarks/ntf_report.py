@@ -20,6 +20,8 @@ Steps:
 - cifake: NTF, NPR, CNNSpot trained on a CIFAKE subset and tested on a CIFAKE validation subset,
   plus the shipped `cifake` network on the same images.
 - cross: CIFAKE-trained models on natural photographs and the natural-trained ones on CIFAKE.
+- ship: copy runs/natural/bundle into src/realjudge/shipped/natural, its card extended with the
+  robustness figures of the `natural` step.
 """
 
 from __future__ import annotations
@@ -245,8 +247,30 @@ def step_cross() -> None:
         _save("cross", store)
 
 
+def step_ship() -> None:
+    """Copy runs/natural/bundle to src/realjudge/shipped/natural and add the measured robustness to its card."""
+    n = _load("natural")
+    if n is None:
+        raise SystemExit("ship: run the 'natural' step first (the card reports its robustness figures)")
+    dest = ROOT / "src" / "realjudge" / "shipped" / "natural"
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("model.safetensors", "bundle.json", "MODEL_CARD.md"):
+        shutil.copy(NATURAL_BUNDLE / f, dest / f)
+    s = n["summary"]
+    pp = s.get("perturbations", {})
+    rows = [("clean", s)] + [(k, pp[k]) for k in ("jpeg:75", "downscale:0.5", "social:0.5", "jpeg:50", "blur:1", "webp:75")
+                             if k in pp]
+    card = (dest / "MODEL_CARD.md").read_text()
+    card += ("\n## Robustness (validation split, perturbation applied alike to real and fake images)\n"
+             "| condition | AP | real accuracy | fake accuracy |\n| --- | --- | --- | --- |\n"
+             + "".join(f"| {k} | {_f(v['ap'])} | {_f(v['real_accuracy'])} | {_f(v['fake_accuracy'])} |\n" for k, v in rows)
+             + "\nPer-generator curves and protocols: docs/NTF.md (benchmarks/ntf_report.py).\n")
+    (dest / "MODEL_CARD.md").write_text(card)
+    print(f"shipped {dest} ({sum(f.stat().st_size for f in dest.iterdir()) / 1e6:.1f} MB)")
+
+
 STEPS = {"audit": step_audit, "natural": step_natural, "logo": step_logo, "ablations": step_ablations,
-         "cifake": step_cifake, "cross": step_cross}
+         "cifake": step_cifake, "cross": step_cross, "ship": step_ship}
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -270,7 +294,7 @@ def _rows(store: dict, perts=("jpeg:75", "downscale:0.5")) -> list[str]:
 def write() -> None:
     from realjudge.evaluate.protocols import generator_table
 
-    parts = {k: _load(k) for k in STEPS}
+    parts = {k: _load(k) for k in STEPS if k != "ship"}
     missing = [k for k, v in parts.items() if v is None]
     fig_dir = DOCS / "ntf"
     fig_dir.mkdir(parents=True, exist_ok=True)

@@ -128,3 +128,23 @@ def test_stage1_defaults_to_the_models_own(tmp_path, patch_folder):
     _train(tmp_path, patch_folder, {}, epochs=1)
     stage1 = json.loads((tmp_path / "run" / "stage1.json").read_text())
     assert len(stage1) == 3
+
+
+def test_router_sends_large_images_to_the_natural_detector(tmp_path, patch_folder, tiny_bundle, monkeypatch):
+    import shutil
+
+    import realjudge.bundle as bundle_mod
+    from realjudge.router import load_for_inputs
+
+    _, ntf_bundle = _train(tmp_path, patch_folder, {}, stage1_epochs=1, epochs=1)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tiny_bundle, shipped / "cifake")
+    shutil.copytree(ntf_bundle, shipped / "natural")
+    monkeypatch.setattr(bundle_mod, "SHIPPED_DIR", shipped)
+    from conftest import make_images
+
+    small = make_images(1, seed=2, size=32)[0][0]
+    large = make_images(1, seed=2, size=200)[0][0]
+    recs = list(load_for_inputs(None, "cpu").predict_items([(small, "small"), (large, "large")]))
+    assert [r.model for r in recs] == ["tiny", "ntf-tiny"]
+    assert "crop" in recs[1].preprocess and "resized" not in recs[1].preprocess
