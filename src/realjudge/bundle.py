@@ -50,6 +50,7 @@ def _model_card(meta: dict[str, Any]) -> str:
     policy = (f"resized to {pol['size']}x{pol['size']} with the {pol['filter']} filter" if pol["kind"] == "resize"
               else f"native resolution: up to {pol['crops']} crops of {pol['size']} px, logits averaged; small images padded ({pol['pad']})")
     cal = meta["calibration"]
+    notes = f"\n## Notes\n{meta['notes']}\n" if meta.get("notes") else ""
     return f"""# {meta['name']}
 
 Architecture `{meta['arch']}` {json.dumps(meta['arch_kwargs'])}, trained by realjudge {meta.get('versions', {}).get('realjudge', '?')}.
@@ -74,7 +75,7 @@ Confusion matrix [[TN, FP], [FN, TP]]: {m.get('confusion_matrix')}
 
 ## Known failure modes
 {meta.get('failure_modes', '- Images from generators, sizes or compression unlike the training data; scores there are not calibrated.')}
-"""
+{notes}"""
 
 
 def write_bundle(out: str | Path, model, *, name: str, arch: str, arch_kwargs: dict, policy: InputPolicy,
