@@ -139,3 +139,16 @@ def test_router_picks_detector_by_size_and_names_it(tiny_bundle):
     recs = list(router.predict_items([(a, "a"), (b, "b"), (b"junk", "c"), (a, "d")], batch_size=2))
     assert [r.model for r in recs] == ["tiny", "big", "tiny", "tiny"]
     assert recs[2].error and recs[1].preprocess.startswith("resized 200x200->32x32")
+
+
+def test_mirror_policy_scores_both_views_and_matches_the_mean(tiny_bundle, tiny_flat):
+    from dataclasses import replace
+
+    det = realjudge.load(str(tiny_bundle))
+    img = np.asarray(Image.open(next((tiny_flat / "fake").iterdir())).convert("RGB"))
+    plain = det.predict(img).logit
+    flipped = det.predict(np.ascontiguousarray(img[:, ::-1])).logit
+    det.policy = replace(det.policy, mirror=True)
+    rec = det.predict(img)
+    assert rec.logit == pytest.approx((plain + flipped) / 2, abs=1e-5)
+    assert "mirrored" in rec.preprocess

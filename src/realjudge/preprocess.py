@@ -6,6 +6,9 @@ Two policies:
 - `crop`: native resolution. Up to `crops` patches of `size` x `size` at fixed positions (centre,
   then the four corners), scored separately and aggregated by the mean of their logits; an image
   smaller than a patch is padded (reflect), never upsampled.
+Either policy may add `mirror`: each view is also scored mirrored left-right and the logits are
+averaged (test-time augmentation; a mirror keeps an 8x8 JPEG grid aligned when the width is a
+multiple of 8).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class InputPolicy:
     filter: str = "bicubic"  # resize only
     crops: int = 5  # crop only
     pad: str = "reflect"  # crop only
+    mirror: bool = False  # also score each view mirrored left-right (test-time augmentation)
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +73,13 @@ class InputPolicy:
 
     def views(self, pixels: np.ndarray) -> tuple[list[np.ndarray], str]:
         """Pixels -> list of `size` x `size` x 3 uint8 views, and a note of what was done."""
+        views, note = self._views(pixels)
+        if not self.mirror:
+            return views, note
+        note = "mirrored views added" if note == "none" else f"{note}; mirrored views added"
+        return views + [np.ascontiguousarray(v[:, ::-1]) for v in views], note + ", logits averaged"
+
+    def _views(self, pixels: np.ndarray) -> tuple[list[np.ndarray], str]:
         h, w = pixels.shape[:2]
         if self.kind == "resize":
             if (h, w) == (self.size, self.size):

@@ -324,7 +324,11 @@ class Trainer:
         out = []
         with torch.inference_mode():
             for i in range(0, len(pixels), batch_size):
-                out.append(model(self._tensor(pixels[i:i + batch_size])).float().cpu().numpy())
+                x = self._tensor(pixels[i:i + batch_size])
+                logits = model(x)
+                if self.policy.mirror:  # the same views and averaging as Detector applies at detection
+                    logits = (logits + model(x.flip(3))) / 2
+                out.append(logits.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
     def export(self, out: str | Path, name: str, extra: dict[str, Any] | None = None) -> Path:
