@@ -45,8 +45,8 @@ NATURAL_BUNDLE = ROOT / "runs" / "natural" / "bundle"
 # Small configs: every protocol trains a model on a 2-core CPU in about a minute.
 SMALL_NTF = {
     "arch": "ntf", "arch_kwargs": {"encoder": "npr", "widths": [16, 32, 64], "dim": 32, "n_prototypes": 8},
-    "policy": {"kind": "crop", "size": 64, "crops": 5}, "val_fraction": 0.2, "stage1_epochs": 3, "stage1_lr": 0.002,
-    "epochs": 6, "batch_size": 64, "lr": 0.002, "train_patches": 6, "patch_augment": ["rescale", "jpeg"],
+    "policy": {"kind": "crop", "size": 64, "crops": 5}, "val_fraction": 0.2, "stage1_epochs": 2, "stage1_lr": 0.002,
+    "epochs": 4, "batch_size": 64, "lr": 0.002, "train_patches": 4, "patch_augment": ["rescale", "jpeg"],
     "augment": ["hflip", "jpeg", "blur"], "threads": 2, "monitor": "val_loss",
 }
 VARIANTS = {
