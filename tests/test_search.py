@@ -177,3 +177,25 @@ def test_search_command(tiny_flat, tmp_path):
     assert (out / "table.md").is_file() and (out / "best" / "bundle.json").is_file() and "best: 1x4/1x8" in res.output
     bad = CliRunner().invoke(main, ["search", str(tiny_flat), "--topology", "2by32", "--out", str(out)])
     assert bad.exit_code == 2 and "NCONVxFILTERS" in bad.output
+
+
+def test_networks_over_the_mac_cap_are_listed_not_trained(tiny_flat, tmp_path, count_fits):
+    from realjudge.search import Topology, count_macs, run_search
+
+    tops = [Topology.parse(s) for s in TOPS[:2]]
+    cap = min(count_macs(t) for t in tops)
+    summary = run_search(_settings(tiny_flat, tmp_path / "s", max_macs=cap), grid="custom", topologies=tops,
+                         log=lambda m: None)
+    cheap, costly = sorted(summary["rows"], key=lambda r: r["macs"])
+    assert len(count_fits) == 1 and costly["accuracy"] is None and costly["rank"] is None and "cap" in costly["note"]
+    assert summary["best"]["topology"] == cheap["topology"]
+    assert f"| {costly['#']} | custom | {costly['topology']} |" in (tmp_path / "s" / "table.md").read_text()
+
+
+def test_dense_stage_on_a_given_convolution_stage(tiny_flat, tmp_path):
+    from realjudge.search import Search
+    from realjudge.search.runner import paper_grid
+
+    search = Search(_settings(tiny_flat, tmp_path / "s"), log=lambda m: None)
+    rows = paper_grid(search, conv=[(1, 4), (1, 8)], layers=(1,), units=(8,), dense_base=(2, 4))
+    assert rows[-1]["topology"] == "2x4/1x8" and rows[-1]["stage"] == "dense"

@@ -6,7 +6,7 @@ validation set as the share of each map's mass that falls on the object.
 
 There is no segmentation of CIFAKE, so "object" needs a proxy; two are used, both saliency-free
 (they never look at the map, so they cannot be fitted to it):
-- `ellipse_mask`: a centred ellipse (semi-axes 0.35 x the side: 38.5% of a square frame), since
+- `ellipse_mask`: a centred ellipse (semi-axes 0.35 x the side: about 38% of a square frame), since
   CIFAR-10 photographs, and the prompts' images, frame one centred object. Weakness: objects
   that are off-centre, small (birds, distant planes) or fill the frame (close-up cats) are
   misclassified pixel-wise; it measures "centre vs periphery" as much as "object vs background".

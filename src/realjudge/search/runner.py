@@ -32,6 +32,7 @@ class SearchSettings:
     epochs: int = 2
     subset: int | None = None
     budget: int | None = None  # training images seen per topology; when set, it fixes the epochs
+    max_macs: int | None = None  # networks costlier than this are listed but not trained (a CPU budget)
     seed: int = 0
     val_fraction: float = 0.1
     batch_size: int = 128
@@ -53,7 +54,7 @@ class SearchSettings:
     def fingerprint(self, epochs: int) -> dict[str, Any]:
         """What shapes the results (not where or on what device they were computed)."""
         d = asdict(self)
-        for k in ("out", "device", "threads", "progress", "budget", "epochs"):
+        for k in ("out", "device", "threads", "progress", "budget", "epochs", "max_macs"):
             d.pop(k)
         d["sources"] = [str(Path(s).resolve()) for s in self.sources]
         return d | {"epochs": epochs}
@@ -86,6 +87,13 @@ class Search:
 
         if t.key in self.store:
             return self.store.get(t.key)
+        cap = self.settings.max_macs
+        if cap is not None and count_macs(t) > cap:
+            # Listed with its cost so the table stays complete; not stored, so a later run with a
+            # higher cap (or a GPU) trains it in the same folder.
+            return {"topology": t.key, **t.kwargs(), "params": count_params(t), "macs": count_macs(t), "train_s": None,
+                    "epochs": self.epochs, "accuracy": None, "precision": None, "recall": None, "f1": None,
+                    "roc_auc": None, "confusion_matrix": None, "skipped": f"not trained: over the {cap:,}-MAC cap"}
         run = self.run_dir(t)
         resumed = (run / "checkpoint.json").exists()
         trainer = Trainer(self.settings.config(t, self.epochs), run, progress=self.settings.progress)
@@ -106,25 +114,39 @@ class Search:
         for i, t in enumerate(topologies, start):
             cached = t.key in self.store
             row = dict(self.train(t), stage=stage, **{"#": i})
-            row["note"] = f"same network as #{seen[t.key]}" if t.key in seen else ""
+            row["note"] = f"same network as #{seen[t.key]}" if t.key in seen else row.pop("skipped", "")
             seen.setdefault(t.key, i)
-            self.log(f"[{i}] {stage:<6} {t.key:<14} acc {row['accuracy']:.4f}  f1 {row['f1']:.4f}  "
-                     f"{row['train_s']:.0f}s{'  (cached)' if cached else ''}")
+            if row["accuracy"] is None:
+                self.log(f"[{i}] {stage:<6} {t.key:<14} {row['note']}")
+            else:
+                self.log(f"[{i}] {stage:<6} {t.key:<14} acc {row['accuracy']:.4f}  f1 {row['f1']:.4f}  "
+                         f"{row['train_s']:.0f}s{'  (cached)' if cached else ''}")
             rows.append(row)
         return rows
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Highest validation accuracy; ties go to the smaller network."""
-    return min(rows, key=lambda r: (-r["accuracy"], r["params"]))
+    """Highest validation accuracy; ties go to the smaller network. Untrained (capped) rows never win."""
+    trained = [r for r in rows if r.get("accuracy") is not None]
+    if not trained:
+        raise UsageError("no topology was trained (all over --max-macs?)")
+    return min(trained, key=lambda r: (-r["accuracy"], r["params"]))
 
 
-def paper_grid(search: Search, conv=CONV_STAGE, layers=DENSE_LAYERS, units=DENSE_UNITS) -> list[dict[str, Any]]:
-    """The paper's two stages: 12 convolution stages, then 24 dense heads on the best of them."""
+def paper_grid(search: Search, conv=CONV_STAGE, layers=DENSE_LAYERS, units=DENSE_UNITS,
+               dense_base: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """The paper's two stages: 12 convolution stages, then 24 dense heads on the best of them.
+
+    `dense_base` (n_conv, filters) puts the dense stage on a given convolution stage instead, e.g.
+    the paper's own 2 x 32 when the winner's dense stage is too costly for the hardware at hand.
+    """
     stage1 = search.run(conv_stage(conv), "conv")
     best = best_row(stage1)
     search.log(f"best convolution stage: {best['n_conv']} x {best['filters']} filters")
-    base = Topology(best["n_conv"], best["filters"], best["n_dense"], best["units"])
+    n_conv, filters = dense_base or (best["n_conv"], best["filters"])
+    if dense_base:
+        search.log(f"dense stage on {n_conv} x {filters} filters, as requested")
+    base = Topology(n_conv, filters, 1, 64)
     stage2 = search.run(dense_stage(base, layers, units), "dense", start=len(stage1) + 1)
     # The dense stage repeats the stage-1 winner (1 x 64): the note points at the earlier row.
     first = {r["topology"]: r["#"] for r in stage1}
@@ -151,7 +173,7 @@ def export_best(search: Search, row: dict[str, Any], name: str = "cifake-cnn-sea
 
 def run_search(settings: SearchSettings, grid: str = "paper", topologies: list[Topology] | None = None,
                strategy: str = "grid", trials: int = 20, log: Callable[[str], None] = print,
-               export: bool = True) -> dict[str, Any]:
+               export: bool = True, dense_base: tuple[int, int] | None = None) -> dict[str, Any]:
     """Run a search and write `results.json`, `table.csv`, `table.md` and the best bundle into `settings.out`."""
     if strategy not in ("grid", "tpe"):
         raise UsageError(f"unknown strategy {strategy!r}; known: grid, tpe")
@@ -165,7 +187,7 @@ def run_search(settings: SearchSettings, grid: str = "paper", topologies: list[T
 
         rows = run_tpe(search, trials)
     elif grid == "paper":
-        rows = paper_grid(search)
+        rows = paper_grid(search, dense_base=dense_base)
     else:
         rows = search.run(list(topologies or []), "custom")
     rows = rank_rows(rows)

@@ -11,11 +11,11 @@ COLUMNS = ("#", "stage", "topology", "params", "macs", "train_s", "accuracy", "p
 
 
 def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add `rank` (1 = best validation accuracy, ties to fewer parameters) per distinct topology."""
-    distinct = {r["topology"]: r for r in rows}
+    """Add `rank` (1 = best validation accuracy, ties to fewer parameters) per distinct trained topology."""
+    distinct = {r["topology"]: r for r in rows if r.get("accuracy") is not None}
     order = sorted(distinct.values(), key=lambda r: (-r["accuracy"], r["params"]))
     rank = {r["topology"]: i + 1 for i, r in enumerate(order)}
-    return [dict(r, rank=rank[r["topology"]]) for r in rows]
+    return [dict(r, rank=rank.get(r["topology"])) for r in rows]
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:

@@ -37,6 +37,10 @@ def run_tpe(search, trials: int) -> list[dict[str, Any]]:
         trial = study.ask(dists)
         t = Topology(**{k: trial.params[k] for k in SPACE})
         row = search.run([t], "tpe", start=i)[0]
+        if row["accuracy"] is None:  # over --max-macs: the sampler learns to avoid the region
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            rows.append(row)
+            continue
         study.tell(trial, row["accuracy"])
         search.store.add_tpe(t.key)
         rows.append(row)
