@@ -180,3 +180,12 @@ def test_contrast_mask_finds_a_centred_object():
     img[10:22, 8:24] = (200, 60, 60)
     mask = contrast_mask(img)
     assert mask[10:22, 8:24].all() and mask.sum() == 12 * 16
+
+
+def test_one_pass_gives_both_gradient_maps():
+    from realjudge.explain.gradcam import class_maps, gradcam_both
+
+    model, fakes = _planted_cache()
+    both = gradcam_both(model, fakes, torch.ones(len(fakes)))
+    for method in ("gradcam", "gradcam++"):
+        np.testing.assert_allclose(both[method], class_maps(model, fakes, np.ones(len(fakes)), method), atol=1e-6)

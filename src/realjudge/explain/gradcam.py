@@ -60,16 +60,25 @@ def _normalise(cams: torch.Tensor, size: int) -> np.ndarray:
     return out.cpu().numpy().astype(np.float32)
 
 
+def _channel_weights(act: torch.Tensor, g: torch.Tensor, plus: bool) -> torch.Tensor:
+    if not plus:
+        return g.mean(dim=(2, 3), keepdim=True)
+    g2, g3 = g.pow(2), g.pow(3)
+    denom = 2 * g2 + (act * g3).sum(dim=(2, 3), keepdim=True)
+    alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
+    return (alpha * F.relu(g)).sum(dim=(2, 3), keepdim=True)
+
+
 def gradcam(model, x: torch.Tensor, sign: torch.Tensor, plus: bool = False, layer=None) -> np.ndarray:
     act, g, _ = _activations_and_grads(model, x, sign, layer)
-    if plus:
-        g2, g3 = g.pow(2), g.pow(3)
-        denom = 2 * g2 + (act * g3).sum(dim=(2, 3), keepdim=True)
-        alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
-        weights = (alpha * F.relu(g)).sum(dim=(2, 3), keepdim=True)
-    else:
-        weights = g.mean(dim=(2, 3), keepdim=True)
-    return _normalise((weights * act).sum(1), x.shape[-1])
+    return _normalise((_channel_weights(act, g, plus) * act).sum(1), x.shape[-1])
+
+
+def gradcam_both(model, x: torch.Tensor, sign: torch.Tensor, layer=None) -> dict[str, np.ndarray]:
+    """Grad-CAM and Grad-CAM++ from one forward/backward pass (they differ only in the weighting)."""
+    act, g, _ = _activations_and_grads(model, x, sign, layer)
+    return {name: _normalise((_channel_weights(act, g, plus) * act).sum(1), x.shape[-1])
+            for name, plus in (("gradcam", False), ("gradcam++", True))}
 
 
 def occlusion(model, x: torch.Tensor, sign: torch.Tensor, patch: int | None = None, stride: int | None = None,

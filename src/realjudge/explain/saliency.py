@@ -124,3 +124,19 @@ def batch_maps(model, policy, pixels: np.ndarray, signs: np.ndarray, method: str
         x = policy.normalise(pixels[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
         out.append(class_maps(model, x, signs[i:i + batch_size], method))
     return np.concatenate(out) if out else np.zeros((0,) + pixels.shape[1:3], np.float32)
+
+
+def batch_gradcams(model, policy, pixels: np.ndarray, signs: np.ndarray, batch_size: int = 256,
+                   device: str = "cpu") -> dict[str, np.ndarray]:
+    """Grad-CAM and Grad-CAM++ maps of many views, one backward pass per batch for both."""
+    import torch
+
+    from .gradcam import gradcam_both
+
+    parts: dict[str, list[np.ndarray]] = {"gradcam": [], "gradcam++": []}
+    for i in range(0, len(pixels), batch_size):
+        x = policy.normalise(pixels[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+        sign = torch.as_tensor(np.asarray(signs[i:i + batch_size], np.float32)).to(device)
+        for k, v in gradcam_both(model, x, sign).items():
+            parts[k].append(v)
+    return {k: np.concatenate(v) if v else np.zeros((0,) + pixels.shape[1:3], np.float32) for k, v in parts.items()}
