@@ -47,8 +47,10 @@ def _model_card(meta: dict[str, Any]) -> str:
     fmt = lambda v: "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
     rows = "\n".join(f"| {k} | {fmt(m.get(k))} |" for k in
                      ("accuracy", "precision", "recall", "f1", "roc_auc", "ap", "real_accuracy", "fake_accuracy", "uncertain_share"))
-    policy = (f"resized to {pol['size']}x{pol['size']} with the {pol['filter']} filter" if pol["kind"] == "resize"
-              else f"native resolution: up to {pol['crops']} crops of {pol['size']} px, logits averaged; small images padded ({pol['pad']})")
+    policy = (f"Resized to {pol['size']}x{pol['size']} with the {pol['filter']} filter" if pol["kind"] == "resize"
+              else f"Native resolution: up to {pol['crops']} crops of {pol['size']} px, logits averaged; small images padded ({pol['pad']})")
+    if pol.get("mirror"):
+        policy += "; every view is also scored mirrored left-right, logits averaged"
     cal = meta["calibration"]
     notes = f"\n## Notes\n{meta['notes']}\n" if meta.get("notes") else ""
     return f"""# {meta['name']}
