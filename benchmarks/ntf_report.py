@@ -254,8 +254,14 @@ def step_ship() -> None:
         raise SystemExit("ship: run the 'natural' step first (the card reports its robustness figures)")
     dest = ROOT / "src" / "realjudge" / "shipped" / "natural"
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ("model.safetensors", "bundle.json", "MODEL_CARD.md"):
-        shutil.copy(NATURAL_BUNDLE / f, dest / f)
+    from realjudge.bundle import _model_card
+
+    shutil.copy(NATURAL_BUNDLE / "model.safetensors", dest / "model.safetensors")
+    meta = json.loads((NATURAL_BUNDLE / "bundle.json").read_text())
+    # The card text follows configs/natural.json as it is now (it names the weaknesses measured above).
+    meta |= json.loads((ROOT / "configs" / "natural.json").read_text()).get("card", {})
+    (dest / "bundle.json").write_text(json.dumps(meta, indent=2, default=float))
+    (dest / "MODEL_CARD.md").write_text(_model_card(meta))
     s = n["summary"]
     pp = s.get("perturbations", {})
     rows = [("clean", s)] + [(k, pp[k]) for k in ("jpeg:75", "downscale:0.5", "social:0.5", "jpeg:50", "blur:1", "webp:75")
