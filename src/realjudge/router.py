@@ -7,7 +7,9 @@ installed; every record names the model that scored it.
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Iterator
 
@@ -19,6 +21,7 @@ from .errors import DecodeError, UsageError
 from .io.decode import DEFAULT_MAX_PIXELS, decode
 
 SMALL_SIDE = 64
+OVERLAP_SHARE = 0.25
 SMALL_MODEL, NATURAL_MODEL = "cifake", "natural"
 
 
@@ -36,11 +39,24 @@ class Router:
 
     def predict_samples(self, samples, batch_size: int = 256, workers: int | None = None,
                         max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Record]:
-        """Records for data-source samples, in order; by default decoding runs in worker processes
-        for long runs, so that reading and decoding overlap the model."""
-        if workers is None:
-            workers = min(len(samples) // 256, os.cpu_count() or 1)
-        yield from self.predict_items(((s, s.locator) for s in samples), batch_size, workers, max_pixels)
+        """Records for data-source samples, in order.
+
+        `workers=None` decides from the first batch, scored in this process: decoding moves to worker
+        processes only when it costs more than a quarter of the model's time. On few cores, worker
+        processes and the model's threads compete for the same cores, so overlapping a cheap stage
+        loses more than it gains (measured: benchmarks/detect_speed.py).
+        """
+        items = ((s, s.locator) for s in samples)
+        if workers is not None:
+            yield from self.predict_items(items, batch_size, workers, max_pixels)
+            return
+        timing = {"decode": 0.0, "model": 0.0}
+        first = list(itertools.islice(items, batch_size))
+        yield from self._score(map(_timed(_route_job, timing), ((o, n, self, max_pixels) for o, n in first)),
+                               batch_size, timing)
+        cores = os.cpu_count() or 1
+        overlap = cores > 1 and timing["decode"] > OVERLAP_SHARE * timing["model"]
+        yield from self.predict_items(items, batch_size, cores if overlap else 0, max_pixels)
 
     def predict_items(self, items, batch_size: int = 256, workers: int = 0,
                       max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Record]:
@@ -48,20 +64,29 @@ class Router:
         jobs = ((obj, name, self, max_pixels) for obj, name in items)
         pool = ProcessPoolExecutor(workers) if workers > 0 else None
         try:
-            prepared = pool.map(_route_job, jobs, chunksize=64) if pool else map(_route_job, jobs)
-            pending: list[tuple[Prepared, str | None]] = []
-            n_views = 0
-            for item in prepared:
-                pending.append(item)
-                n_views += 0 if item[0].views is None else len(item[0].views)
-                if n_views >= batch_size:
-                    yield from self._flush(pending)
-                    pending, n_views = [], 0
-            if pending:
-                yield from self._flush(pending)
+            yield from self._score(pool.map(_route_job, jobs, chunksize=64) if pool else map(_route_job, jobs), batch_size)
         finally:
             if pool:
                 pool.shutdown(cancel_futures=True)
+
+    def _score(self, prepared, batch_size: int, timing: dict | None = None) -> Iterator[Record]:
+        pending: list[tuple[Prepared, str | None]] = []
+        n_views = 0
+        for item in prepared:
+            pending.append(item)
+            n_views += 0 if item[0].views is None else len(item[0].views)
+            if n_views >= batch_size:
+                yield from self._timed_flush(pending, timing)
+                pending, n_views = [], 0
+        if pending:
+            yield from self._timed_flush(pending, timing)
+
+    def _timed_flush(self, pending, timing: dict | None) -> list[Record]:
+        t = time.perf_counter()
+        out = self._flush(pending)
+        if timing is not None:
+            timing["model"] += time.perf_counter() - t
+        return out
 
     def _flush(self, pending: list[tuple[Prepared, str | None]]) -> list[Record]:
         out: list[Record | None] = [None] * len(pending)
@@ -86,6 +111,17 @@ class Router:
 class _PolicyOnly:
     def __init__(self, policy):
         self.policy = policy
+
+
+def _timed(fn, timing: dict):
+    def run(args):
+        t = time.perf_counter()
+        try:
+            return fn(args)
+        finally:
+            timing["decode"] += time.perf_counter() - t
+
+    return run
 
 
 def _route_job(args) -> tuple[Prepared, str | None]:
