@@ -14,7 +14,8 @@ from . import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
 def format_records(records, fmt: str) -> str:
     """Records as a table, JSON, JSON Lines or CSV (the same fields in each)."""
-    fields = ("path", "p_fake", "verdict", "threshold", "model", "error")
+    from ..detector import RECORD_FIELDS as fields
+
     rows = [r.to_dict() for r in records]
     if fmt == "json":
         return json.dumps(rows, indent=2) + "\n"
