@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="/work/shared/data/cifake-train.tar.gz")
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifake-train.tar.gz"))
     p.add_argument("--search-dir", default=str(ROOT / "runs" / "cifake-search"))
     p.add_argument("--agree-dir", default=str(ROOT / "runs" / "cifake-search-agree"))
     p.add_argument("--subset", type=int, default=20000, help="training images per topology")
