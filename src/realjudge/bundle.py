@@ -59,7 +59,7 @@ Architecture `{meta['arch']}` {json.dumps(meta['arch_kwargs'])}, trained by real
 
 ## Training data
 {chr(10).join(f"- `{s['path']}` (layout {s.get('layout', 'auto')}{', label ' + s['label'] if s.get('label') else ''})" for s in t.get('sources', []))}
-- {t.get('n_train', '?')} training and {t.get('n_val', '?')} validation images; split: {t.get('val_split', '?')}.
+- {t.get('n_train', '?')} training and {t.get('n_val', '?')} validation {'patches' if pol['kind'] == 'crop' else 'images'}; split by image: {t.get('val_split', '?')}.
 
 ## Intended input
 {policy}. {meta.get('intended_input', '')}
