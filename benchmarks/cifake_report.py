@@ -403,7 +403,7 @@ def write_report(a, summary, agree, sal, shipped, cost, docs: Path) -> Path:
         f"  {summary['n_train']:,} of the remaining images for {summary['epochs']} epoch(s), seed 0, AdamW, lr 2e-3,",
         "  one-cycle schedule, batch 128, horizontal flips. There is no test split here: all metrics are validation",
         "  metrics, and choosing the winner on the same split makes its figure optimistic.",
-        f"- Accuracy, precision, recall, F1: fake is the positive class, decision at p = 0.5 (as the paper's).",
+        "- Accuracy, precision, recall, F1: fake is the positive class, decision at p = 0.5 (as the paper's).",
         f"- Machine: {cost['machine']}; torch {cost['torch']}, {a.threads} thread(s). The 1-minute load average was",
         f"  {cost['load']:.1f} when this page was built (other jobs shared the cores): seconds are wall-clock, noisy, and",
         "  comparable with each other only roughly.",

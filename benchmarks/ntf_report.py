@@ -407,7 +407,7 @@ def write() -> None:
     if a:
         sc, al = a["as_is"]["shortcut"], a["aligned"]["shortcut"]
         cls = a["as_is"]["classes"]
-        L += [f"`realjudge data audit ../shared/data/natural-train.zip --align DIR --crop 224 --quality 90`:", "",
+        L += ["`realjudge data audit ../shared/data/natural-train.zip --align DIR --crop 224 --quality 90`:", "",
               "| class | n | sizes | most common size | JPEG quality (min/median/max) | 4:4:4 chroma files |", "|---|---|---|---|---|---|"]
         for k, c in cls.items():
             q = c["jpeg_quality"]
