@@ -49,8 +49,7 @@ def test_resume_after_interruption_continues_and_matches(tiny_flat, tmp_path, mo
     out = resumed.fit(resume=True)
     assert [h["epoch"] for h in out["history"]] == [1, 2, 3]
     assert (tmp_path / "part" / "config.json").exists() and (tmp_path / "part" / "versions.json").exists()
-    # Epoch 1 is identical (same seed); later epochs follow the same schedule.
-    assert out["history"][0]["val_loss"] != whole["history"][0]["val_loss"] or True
+    # The resumed run ends on the same schedule as the uninterrupted one.
     assert out["history"][-1]["lr"] == pytest.approx(whole["history"][-1]["lr"])
 
 

@@ -90,16 +90,20 @@ class Detector:
 
     def _records(self, prepared: list[Prepared], threshold: float) -> list[Record]:
         good = [p for p in prepared if p.error is None]
-        logits = self.logits(np.concatenate([p.views for p in good])) if good else np.zeros(0)
-        out, at = [], 0
+        if good:
+            # One forward pass and one calibration call per batch; an image's score is the mean of its views' logits.
+            starts = np.cumsum([0] + [len(p.views) for p in good[:-1]])
+            per_view = self.logits(np.concatenate([p.views for p in good]))
+            image_logits = np.add.reduceat(per_view, starts) / np.array([len(p.views) for p in good])
+            probs = self.calibration.probability(image_logits)
+        scored = iter(range(len(good)))
+        out = []
         for p in prepared:
             if p.error is not None:
                 out.append(Record(p.name, error=p.error, model=self.name, threshold=threshold))
                 continue
-            k = len(p.views)
-            logit = float(np.mean(logits[at:at + k]))
-            at += k
-            prob = float(self.calibration.probability(np.array([logit]))[0])
+            i = next(scored)
+            prob, logit = float(probs[i]), float(image_logits[i])
             out.append(Record(p.name, prob, self._verdict(prob, threshold), threshold, self.name, None, logit, p.note, p.facts))
         return out
 

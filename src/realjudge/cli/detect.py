@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from . import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from . import EXIT_OK, EXIT_PARTIAL
 
 
 def format_records(records, fmt: str) -> str:
@@ -54,15 +54,9 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
     """
     from tqdm import tqdm
 
-    from ..io.sources import expand_inputs
-    from ..router import load_for_inputs
+    from ._inputs import open_inputs
 
-    samples, missing = expand_inputs(list(paths))
-    for m in missing:
-        click.echo(f"realjudge: error: {m}: no such file or folder", err=True)
-    if missing and not samples:
-        sys.exit(EXIT_USAGE)
-    router = load_for_inputs(model, device=device, threshold=threshold)
+    samples, missing, router = open_inputs(paths, model, device, threshold)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(samples), disable=not show, unit="img", file=sys.stderr, desc="detect")
     failed = 0

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from . import EXIT_OK, EXIT_PARTIAL
 
 
 @click.command("explain")
@@ -23,15 +23,9 @@ def command(images, out_dir, model, method, threshold, device):
     images could not be read.
     """
     from ..explain.overlay import OverlayWriter
-    from ..io.sources import expand_inputs
-    from ..router import load_for_inputs
+    from ._inputs import open_inputs
 
-    samples, missing = expand_inputs(list(images))
-    for m in missing:
-        click.echo(f"realjudge: error: {m}: no such file or folder", err=True)
-    if missing and not samples:
-        sys.exit(EXIT_USAGE)
-    router = load_for_inputs(model, device=device, threshold=threshold)
+    samples, missing, router = open_inputs(images, model, device, threshold)
     writer = OverlayWriter(out_dir, method)
     failed = 0
     for rec in router.predict_samples(samples, workers=0):

@@ -78,6 +78,8 @@ def load_arrays(samples: list[Sample], size: int, resize: str = "bicubic", worke
         pixels = np.load(folder / "pixels.npy", mmap_mode="r", allow_pickle=False)
         labels = np.load(folder / "labels.npy", allow_pickle=False)
         rows = index["rows"]
+        for r, cid in zip(rows, index["ids"]):
+            samples[r]._id = cid  # so that `Sample.id` never rereads the bytes
         return ArraySet(np.asarray(pixels), labels, index["ids"], [samples[i] for i in rows], index["errors"])
 
     workers = workers or max(1, min(4, os.cpu_count() or 1))

@@ -1,0 +1,22 @@
+"""What `detect` and `explain` share: expand the inputs, report missing ones, load the detectors."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import EXIT_USAGE
+
+
+def open_inputs(paths, model, device, threshold):
+    """(samples, missing, router). Missing paths are named on stderr; none at all is a usage error."""
+    from ..io.sources import expand_inputs
+    from ..router import load_for_inputs
+
+    samples, missing = expand_inputs(list(paths))
+    for m in missing:
+        click.echo(f"realjudge: error: {m}: no such file or folder", err=True)
+    if missing and not samples:
+        sys.exit(EXIT_USAGE)
+    return samples, missing, load_for_inputs(model, device=device, threshold=threshold)
