@@ -129,6 +129,7 @@ def step_natural(bundle: Path = NATURAL_BUNDLE) -> None:
     res, _, _ = evaluate(det, val, perts)
     out = {"bundle": str(bundle.relative_to(ROOT)), "val_fraction": frac, "seconds": time.time() - t0,
            "summary": summarise(res), "curves": degradation_curves(res), "val_metrics_in_bundle": det.info.meta["val_metrics"],
+           "calibration": det.info.meta["calibration"],
            "score_fusion": det.info.meta.get("score_fusion")}
     aligned_dir = OUT / "natural-aligned"
     if aligned_dir.exists():
@@ -381,9 +382,11 @@ def write() -> None:
         "- **Ablations** (`--set`): `stage1_epochs=0`, `arch_kwargs.prototypes=false`, `arch_kwargs.loss=supcon`,",
         "  `arch_kwargs.loss=bce`.",
         "- **Input policy**: native resolution. Training uses `train_patches` random patches per image (optionally",
-        "  rescaled by 0.5-1x and re-encoded at JPEG 60-95 as they are cut, alike for both classes); detection scores up to",
-        "  five fixed crops (centre, then corners) of the patch size and averages their logits; smaller images are padded",
-        "  (reflect), never upsampled.",
+        "  rescaled by 0.5-1x and re-encoded at JPEG 60-95 as they are cut, alike for both classes); detection scores the",
+        "  policy's fixed crops of the patch size (up to 5: centre, then corners; more: an even grid spanning the image) and",
+        "  averages their logits; smaller images are padded (reflect), never upsampled. The protocol and ablation runs below",
+        "  use 5 crops; the shipped detector uses 64 (an 8x8 grid), chosen on its validation split: per-image AP rose",
+        "  with the number of crops (5, 16, 36, 64 crops: 0.919, 0.936, 0.960, 0.977 on that split).",
         "",
     ]
     L += ["## Commands", "",
@@ -436,8 +439,9 @@ def write() -> None:
         pp = s.get("perturbations", {})
         clean = s["ap"]
         j75, d05 = pp.get("jpeg:75", {}).get("ap"), pp.get("downscale:0.5", {}).get("ap")
-        L += [f"Bundle `{n['bundle']}`, shipped as `src/realjudge/shipped/natural` (configs/natural.json: NTF, NPR encoder, 64-px patches, stage 1 on the training "
-              f"reals), on its validation split ({s['n_real']} reals, {s['n_fake']} fakes; hash of bytes, fraction "
+        L += [f"Bundle `{n['bundle']}` (trained by `realjudge train --config configs/natural.json`), shipped as "
+              "`src/realjudge/shipped/natural` (NTF, NPR encoder, 64-px patches, 64 crops on an 8x8 grid, stage 1 on the training "
+              f"reals; threshold chosen for {(n.get('calibration') or {}).get('rule', 'balanced accuracy')}), on its validation split ({s['n_real']} reals, {s['n_fake']} fakes; hash of bytes, fraction "
               f"{n['val_fraction']}). The same split chose the fusion and the threshold, so these are optimistic for this data "
               "and say nothing about unseen generators.", "",
               "| condition | AP | real acc | fake acc |", "|---|---|---|---|",

@@ -50,3 +50,22 @@ def test_calibration_verdicts_use_band():
     assert cal.verdicts(np.array([0.1, 0.5, 0.9])) == ["real", "uncertain", "fake"]
     full = calibrate(np.array([-3.0, -2, 2, 3]), np.array([0, 0, 1, 1]))
     assert full.verdicts(full.probability(np.array([-5.0, 5.0]))) == ["real", "fake"]
+
+
+def test_real_accuracy_floor_raises_the_threshold_only_when_needed():
+    import numpy as np
+
+    from realjudge.calibrate import Calibration, calibrate
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(200), np.ones(200)].astype(int)
+    logits = np.r_[rng.normal(-1, 1.2, 200), rng.normal(1, 1.2, 200)]
+    plain = calibrate(logits, labels)
+    strict = calibrate(logits, labels, min_real_accuracy=0.95)
+    p = strict.probability(logits)
+    assert np.mean(p[labels == 0] < strict.threshold) >= 0.95
+    assert strict.threshold > plain.threshold and "0.95" in strict.rule
+    assert Calibration.from_json(strict.to_json()) == strict
+    # Already met at the balanced threshold: nothing moves.
+    loose = calibrate(logits, labels, min_real_accuracy=0.1)
+    assert loose.threshold == plain.threshold

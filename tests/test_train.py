@@ -65,3 +65,68 @@ def test_train_cli_end_to_end(tiny_flat, tmp_path):
     meta = json.loads((tmp_path / "run" / "bundle" / "bundle.json").read_text())
     assert meta["name"] == "mine" and meta["arch_kwargs"] == {"filters": 4}
     assert len(meta["training"]["history"]) == 2
+
+
+def test_shift_and_cutout_move_or_blank_pixels_without_inventing_values():
+    import numpy as np
+
+    from realjudge.train.data import augment_batch
+
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    shifted = augment_batch(batch, ["shift"], np.random.default_rng(1))
+    assert shifted.shape == batch.shape and shifted.dtype == np.uint8
+    assert not np.array_equal(shifted, batch)
+    # A shift only moves pixels (reflected at the edges): the centre of every image is a window of the original.
+    for orig, new in zip(batch, shifted):
+        centre = new[4:28, 4:28]
+        assert any(np.array_equal(centre, orig[4 + dy:28 + dy, 4 + dx:28 + dx])
+                   for dy in range(-4, 5) for dx in range(-4, 5))
+    cut = augment_batch(batch, ["cutout"], np.random.default_rng(2))
+    changed = (cut != batch).any(axis=(1, 2, 3))
+    assert 0.2 < changed.mean() < 0.8  # about half of the images lose one square
+    for orig, new in zip(batch[changed], cut[changed]):
+        mask = (new != orig).any(-1)
+        ys, xs = np.nonzero(mask)
+        assert (ys.max() - ys.min() + 1) <= 12 and (xs.max() - xs.min() + 1) <= 12
+    assert np.array_equal(augment_batch(batch, ["shift", "cutout"], np.random.default_rng(3)).shape, batch.shape)
+    assert np.array_equal(batch, np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))  # input untouched
+
+
+def test_weight_average_tracks_the_model_and_survives_resume(tiny_flat, tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    from realjudge.models import create_model
+    from realjudge.train.engine import WeightAverage
+
+    net = torch.nn.Linear(2, 1)
+    avg = WeightAverage(net, 0.9)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    before = avg.model.weight.clone()
+    avg.update(net)
+    # Moves part of the way towards the new weights, never past them.
+    assert ((avg.model.weight - before).abs() > 0).all() and ((avg.model.weight - net.weight).abs() > 0).all()
+    assert not avg.model.weight.requires_grad
+
+    monkeypatch.setenv("REALJUDGE_CACHE", str(tmp_path / "cache"))
+    base = dict(arch="cifake-cnn", arch_kwargs={"n_conv": 1, "filters": 4, "units": 8}, sources=[{"path": str(tiny_flat)}],
+                batch_size=16, threads=1, val_fraction=0.25, ema_decay=0.99, augment=["hflip", "shift", "cutout"])
+    Trainer(TrainConfig(**base, epochs=1), tmp_path / "run", progress=False).fit()
+    saved = load_file(tmp_path / "run" / "checkpoint.safetensors")
+    assert any(k.startswith("ema.") for k in saved)
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["ema_steps"] > 0
+    resumed = Trainer(TrainConfig(**base, epochs=2), tmp_path / "run", progress=False)
+    out = resumed.fit(resume=True)
+    assert [h["epoch"] for h in out["history"]] == [1, 2]
+    # The best checkpoint holds averaged weights, which differ from the raw weights of the last step.
+    best = load_file(tmp_path / "run" / "best.safetensors")
+    raw = {k[6:]: v for k, v in load_file(tmp_path / "run" / "checkpoint.safetensors").items() if k.startswith("model.")}
+    assert any(not torch.equal(best[k], raw[k]) for k in best if best[k].dtype.is_floating_point)
+    model = create_model("cifake-cnn", n_conv=1, filters=4, units=8)
+    model.load_state_dict(best)
+    assert np.isfinite(model(torch.zeros(1, 3, 32, 32)).detach().numpy()).all()
+    with pytest.raises(UsageError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)

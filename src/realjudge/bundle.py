@@ -48,7 +48,7 @@ def _model_card(meta: dict[str, Any]) -> str:
     rows = "\n".join(f"| {k} | {fmt(m.get(k))} |" for k in
                      ("accuracy", "precision", "recall", "f1", "roc_auc", "ap", "real_accuracy", "fake_accuracy", "uncertain_share"))
     policy = (f"Resized to {pol['size']}x{pol['size']} with the {pol['filter']} filter" if pol["kind"] == "resize"
-              else f"Native resolution: up to {pol['crops']} crops of {pol['size']} px, logits averaged; small images padded ({pol['pad']})")
+              else f"Native resolution: up to {pol['crops']} crops of {pol['size']} px ({'centre and corners' if pol['crops'] <= 5 else 'an even grid'}), logits averaged; small images padded ({pol['pad']})")
     if pol.get("mirror"):
         policy += "; every view is also scored mirrored left-right, logits averaged"
     cal = meta["calibration"]
@@ -65,8 +65,8 @@ Architecture `{meta['arch']}` {json.dumps(meta['arch_kwargs'])}, trained by real
 {policy}. {meta.get('intended_input', '')}
 
 ## Calibration (validation split)
-Temperature {cal['temperature']:.3f}; threshold {cal['threshold']:.4f} on p_fake; uncertain band
-({cal['uncertain_band'][0]:.4f}, {cal['uncertain_band'][1]:.4f}).
+Temperature {cal['temperature']:.3f}; threshold {cal['threshold']:.4f} on p_fake, chosen for
+{cal.get('rule', 'balanced accuracy')}; uncertain band ({cal['uncertain_band'][0]:.4f}, {cal['uncertain_band'][1]:.4f}).
 
 ## Validation metrics (fake = positive, at the calibrated threshold)
 | metric | value |

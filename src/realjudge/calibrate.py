@@ -2,7 +2,9 @@
 
 - Temperature `T` minimises the validation negative log-likelihood of `sigmoid(logit / T)`.
 - The threshold maximises balanced accuracy on the calibrated validation scores, among midpoints
-  between neighbouring scores (ties: nearest 0.5).
+  between neighbouring scores (ties: nearest 0.5). With `min_real_accuracy` it is raised, when
+  needed, until that share of the validation reals falls below it: an operating point for users to
+  whom calling a real photograph fake costs more than missing a fake.
 - `T` is searched in [0.2, 20]: separable validation data would otherwise drive it to zero.
 - The uncertain band is the narrowest interval around the threshold, grown one validation score at
   a time from the threshold outwards, until the images outside it are classified with at most
@@ -21,6 +23,7 @@ class Calibration:
     temperature: float = 1.0
     threshold: float = 0.5
     uncertain_band: tuple[float, float] = (0.5, 0.5)
+    rule: str = "balanced accuracy"  # how the threshold was chosen on the validation split
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -29,7 +32,8 @@ class Calibration:
 
     @classmethod
     def from_json(cls, d: dict) -> "Calibration":
-        return cls(float(d.get("temperature", 1.0)), float(d.get("threshold", 0.5)), tuple(d.get("uncertain_band", (0.5, 0.5))))
+        return cls(float(d.get("temperature", 1.0)), float(d.get("threshold", 0.5)), tuple(d.get("uncertain_band", (0.5, 0.5))),
+                   str(d.get("rule", "balanced accuracy")))
 
     def probability(self, logits: np.ndarray) -> np.ndarray:
         z = np.asarray(logits, dtype=np.float64) / self.temperature
@@ -75,6 +79,21 @@ def fit_threshold(p: np.ndarray, labels: np.ndarray) -> float:
     return best
 
 
+def real_accuracy_floor(p: np.ndarray, labels: np.ndarray, min_real_accuracy: float) -> float:
+    """The lowest threshold (a midpoint between neighbouring scores) below which at least
+    `min_real_accuracy` of the real images' scores fall."""
+    p = np.asarray(p, np.float64)
+    real = np.sort(p[~np.asarray(labels).astype(bool)])
+    if len(real) == 0:
+        return 0.0
+    k = int(np.ceil(min_real_accuracy * len(real) - 1e-9))
+    if k <= 0:
+        return 0.0
+    edge = real[k - 1]
+    above = p[p > edge]
+    return float((edge + above.min()) / 2) if len(above) else float(min(1.0, edge + 1e-9))
+
+
 def fit_band(p: np.ndarray, labels: np.ndarray, threshold: float, target_error: float = 0.01,
              max_band_share: float = 0.15) -> tuple[float, float]:
     p = np.asarray(p, np.float64)
@@ -100,10 +119,16 @@ def fit_band(p: np.ndarray, labels: np.ndarray, threshold: float, target_error: 
     return (float(max(0.0, lo - eps)), float(min(1.0, hi + eps)))
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, target_error: float = 0.01) -> Calibration:
+def calibrate(logits: np.ndarray, labels: np.ndarray, target_error: float = 0.01,
+              min_real_accuracy: float | None = None) -> Calibration:
     t = fit_temperature(logits, labels)
     cal = Calibration(temperature=t)
     p = cal.probability(logits)
     cal.threshold = fit_threshold(p, labels)
+    if min_real_accuracy is not None:
+        floor = real_accuracy_floor(p, labels, min_real_accuracy)
+        cal.rule = f"balanced accuracy, real accuracy at least {min_real_accuracy:g}"
+        if floor > cal.threshold:
+            cal.threshold = floor
     cal.uncertain_band = fit_band(p, labels, cal.threshold, target_error)
     return cal

@@ -3,9 +3,11 @@
 Two policies:
 - `resize`: the whole image to `size` x `size` with a named filter (32x32 CIFAKE-style models);
   the record says so, because resizing erases high-frequency generator traces.
-- `crop`: native resolution. Up to `crops` patches of `size` x `size` at fixed positions (centre,
-  then the four corners), scored separately and aggregated by the mean of their logits; an image
-  smaller than a patch is padded (reflect), never upsampled.
+- `crop`: native resolution. Up to `crops` patches of `size` x `size` at fixed positions, scored
+  separately and aggregated by the mean of their logits; an image smaller than a patch is padded
+  (reflect), never upsampled. Up to 5 crops: the centre, then the four corners. More: an evenly
+  spaced grid of g x g patches (g = floor(sqrt(crops))) spanning the image, so that a large image is
+  judged on evidence from all over it rather than five spots.
 Either policy may add `mirror`: each view is also scored mirrored left-right and the logits are
 averaged (test-time augmentation; a mirror keeps an 8x8 JPEG grid aligned when the width is a
 multiple of 8).
@@ -38,6 +40,9 @@ def resize_to(pixels: np.ndarray, size: int, filter_name: str) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((size, size), FILTERS[filter_name]), dtype=np.uint8)
 
 
+MAX_CROPS = 64
+
+
 @dataclass(frozen=True)
 class InputPolicy:
     kind: str = "resize"  # "resize" | "crop"
@@ -57,8 +62,8 @@ class InputPolicy:
             raise UsageError(f"input size must be at least 8, got {self.size}")
         if self.kind == "resize" and self.filter not in FILTERS:
             raise UsageError(f"unknown resize filter {self.filter!r}; known: {', '.join(FILTERS)}")
-        if self.kind == "crop" and not 1 <= self.crops <= 5:
-            raise UsageError(f"crops must be 1..5, got {self.crops}")
+        if self.kind == "crop" and not 1 <= self.crops <= MAX_CROPS:
+            raise UsageError(f"crops must be 1..{MAX_CROPS}, got {self.crops}")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -108,8 +113,15 @@ class InputPolicy:
 
 
 def crop_positions(h: int, w: int, s: int, n: int) -> list[tuple[int, int]]:
-    """Centre first, then corners: distinct positions only (a patch-sized image has one)."""
-    cands = [((h - s) // 2, (w - s) // 2), (0, 0), (0, w - s), (h - s, 0), (h - s, w - s)]
+    """Up to 5: centre first, then corners. More: a g x g grid, g = floor(sqrt(n)), corners included.
+    Distinct positions only (a patch-sized image has one)."""
+    if n > 5:
+        g = int(np.floor(np.sqrt(n)))
+        ys = np.linspace(0, h - s, g).round().astype(int)
+        xs = np.linspace(0, w - s, g).round().astype(int)
+        cands = [(int(y), int(x)) for y in ys for x in xs]
+    else:
+        cands = [((h - s) // 2, (w - s) // 2), (0, 0), (0, w - s), (h - s, 0), (h - s, w - s)]
     out: list[tuple[int, int]] = []
     for c in cands:
         if c not in out:

@@ -116,8 +116,10 @@ SWEEPS: dict[str, list[float]] = {
 }
 
 # Training-time augmentations: names a config may list. "hflip" keeps an 8x8 JPEG grid aligned when
-# the width is a multiple of 8; the others are applied at random strength (see train.data).
-AUGMENTATIONS = ("hflip", "jpeg", "blur", "resize", "noise")
+# the width is a multiple of 8; "shift" (translation up to 1/8 of the side, reflected edges) and
+# "cutout" (one square blanked) leave every kept pixel untouched; the others are applied at random
+# strength (see train.data).
+AUGMENTATIONS = ("hflip", "shift", "cutout", "jpeg", "blur", "resize", "noise")
 
 
 def parse_perturbation(spec: str) -> list[Perturbation]:

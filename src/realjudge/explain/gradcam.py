@@ -23,18 +23,28 @@ GRADIENT_METHODS = ("gradcam", "gradcam++")
 METHODS = GRADIENT_METHODS + ("occlusion",)
 
 
+def cam_layers(model, layer=None) -> list:
+    """The layer(s) to explain: the one given, an ensemble's `cam_layers`, or the model's `cam_layer`."""
+    if layer is not None:
+        return [layer]
+    many = getattr(model, "cam_layers", None)
+    return list(many) if many else [model.cam_layer]
+
+
 def _activations_and_grads(model, x: torch.Tensor, sign: torch.Tensor, layer=None):
-    """Activations of the CAM layer and the gradients of sum(sign * logit) with respect to them."""
-    layer = layer if layer is not None else model.cam_layer
-    store: dict[str, torch.Tensor] = {}
+    """Activations of each CAM layer and the gradients of sum(sign * logit) with respect to them."""
+    layers = cam_layers(model, layer)
+    store: dict[int, torch.Tensor] = {}
 
-    def hook(_module, _inputs, output):
-        store["act"] = output
-        # The layer's output often feeds an in-place ReLU; handing a clone downstream keeps the
-        # tensor we differentiate against unmodified.
-        return output.clone()
+    def hook_for(i):
+        def hook(_module, _inputs, output):
+            store[i] = output
+            # The layer's output often feeds an in-place ReLU; handing a clone downstream keeps the
+            # tensor we differentiate against unmodified.
+            return output.clone()
+        return hook
 
-    handle = layer.register_forward_hook(hook)
+    handles = [lay.register_forward_hook(hook_for(i)) for i, lay in enumerate(layers)]
     was_training = model.training
     model.eval()
     try:
@@ -42,11 +52,13 @@ def _activations_and_grads(model, x: torch.Tensor, sign: torch.Tensor, layer=Non
             x = x.detach().requires_grad_(True)  # grads flow even when every weight is frozen
             logits = model(x)
             score = (logits * sign.to(logits.dtype)).sum()
-            (grads,) = torch.autograd.grad(score, store["act"])
+            acts = [store[i] for i in range(len(layers))]
+            grads = torch.autograd.grad(score, acts)
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
         model.train(was_training)
-    return store["act"].detach().float(), grads.detach().float(), logits.detach().float()
+    return [a.detach().float() for a in acts], [g.detach().float() for g in grads], logits.detach().float()
 
 
 def _normalise(cams: torch.Tensor, size: int) -> np.ndarray:
@@ -69,16 +81,28 @@ def _channel_weights(act: torch.Tensor, g: torch.Tensor, plus: bool) -> torch.Te
     return (alpha * F.relu(g)).sum(dim=(2, 3), keepdim=True)
 
 
+def _cam(acts, grads, plus: bool, size: int) -> np.ndarray:
+    """Weighted activations summed over channels, then over layers (each brought to the input size)."""
+    maps = []
+    for act, g in zip(acts, grads):
+        m = (_channel_weights(act, g, plus) * act).sum(1, keepdim=True)
+        if len(acts) == 1:
+            return _normalise(m.squeeze(1), size)
+        if m.shape[-1] != size or m.shape[-2] != size:
+            m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
+        maps.append(m.squeeze(1))
+    return _normalise(torch.stack(maps).sum(0), size)
+
+
 def gradcam(model, x: torch.Tensor, sign: torch.Tensor, plus: bool = False, layer=None) -> np.ndarray:
-    act, g, _ = _activations_and_grads(model, x, sign, layer)
-    return _normalise((_channel_weights(act, g, plus) * act).sum(1), x.shape[-1])
+    acts, grads, _ = _activations_and_grads(model, x, sign, layer)
+    return _cam(acts, grads, plus, x.shape[-1])
 
 
 def gradcam_both(model, x: torch.Tensor, sign: torch.Tensor, layer=None) -> dict[str, np.ndarray]:
     """Grad-CAM and Grad-CAM++ from one forward/backward pass (they differ only in the weighting)."""
-    act, g, _ = _activations_and_grads(model, x, sign, layer)
-    return {name: _normalise((_channel_weights(act, g, plus) * act).sum(1), x.shape[-1])
-            for name, plus in (("gradcam", False), ("gradcam++", True))}
+    acts, grads, _ = _activations_and_grads(model, x, sign, layer)
+    return {name: _cam(acts, grads, plus, x.shape[-1]) for name, plus in (("gradcam", False), ("gradcam++", True))}
 
 
 def occlusion(model, x: torch.Tensor, sign: torch.Tensor, patch: int | None = None, stride: int | None = None,
@@ -127,6 +151,6 @@ def class_maps(model, x: torch.Tensor, sign: torch.Tensor | np.ndarray, method: 
     sign = torch.as_tensor(np.asarray(sign, np.float32)).to(x.device).view(-1)
     if method == "occlusion":
         return occlusion(model, x, sign)
-    if not hasattr(model, "cam_layer"):
+    if not (hasattr(model, "cam_layer") or getattr(model, "cam_layers", None)):
         raise UsageError(f"{type(model).__name__} names no cam_layer; use --method occlusion")
     return gradcam(model, x, sign, plus=method == "gradcam++")

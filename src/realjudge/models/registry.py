@@ -36,7 +36,7 @@ def register_model(name: str, policy: InputPolicy | None = None, description: st
 
 
 def _ensure_loaded() -> None:
-    from . import cifake_cnn, cnnspot, efficientnet, npr, ntf, resnet  # noqa: F401  (registration side effects)
+    from . import cifake_cnn, cnnspot, efficientnet, ensemble, npr, ntf, resnet  # noqa: F401  (registration side effects)
 
 
 def list_models() -> list[str]:

@@ -35,6 +35,12 @@ class TrainConfig:
     patience: int = 0  # early stopping: epochs without validation improvement; 0 = off
     monitor: str = "val_loss"  # val_loss | val_accuracy
     augment: list[str] = field(default_factory=lambda: ["hflip"])
+    # Exponential moving average of the weights (0 = off): validation, the best checkpoint and the
+    # exported bundle use the averaged weights, which are smoother than the last step's.
+    ema_decay: float = 0.0
+    # Calibration: raise the threshold until at least this share of the validation reals is called
+    # real (None: the threshold of best balanced accuracy).
+    min_real_accuracy: float | None = None
     seed: int = 0
     device: str = "auto"
     workers: int = 2
@@ -75,6 +81,9 @@ class TrainConfig:
         need(self.subset is None or self.subset >= 4, f"subset must be >= 4, got {self.subset}")
         need(self.stage1_epochs is None or self.stage1_epochs >= 0, f"stage1_epochs must be >= 0, got {self.stage1_epochs}")
         need(self.stage1_lr is None or self.stage1_lr > 0, f"stage1_lr must be > 0, got {self.stage1_lr}")
+        need(self.min_real_accuracy is None or 0.0 < self.min_real_accuracy <= 1.0,
+             f"min_real_accuracy must be in (0, 1], got {self.min_real_accuracy}")
+        need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         need(self.train_patches >= 0, f"train_patches must be >= 0, got {self.train_patches}")
         bad = [a for a in self.patch_augment if a not in ("rescale", "jpeg")]
         need(not bad, f"unknown patch augmentation(s) {bad}; known: rescale, jpeg")

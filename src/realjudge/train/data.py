@@ -147,7 +147,11 @@ def augment_batch(batch: np.ndarray, names: list[str], rng: np.random.Generator)
     if "hflip" in names:
         flip = rng.random(len(out)) < 0.5
         out[flip] = out[flip, :, ::-1]
-    heavy = [n for n in names if n != "hflip"]
+    if "shift" in names:
+        out = _shift(out, rng)
+    if "cutout" in names:
+        _cutout(out, rng)
+    heavy = [n for n in names if n not in ("hflip", "shift", "cutout")]
     if heavy:
         h, w = out.shape[1:3]
         for i in range(len(out)):
@@ -162,6 +166,24 @@ def augment_batch(batch: np.ndarray, names: list[str], rng: np.random.Generator)
                 img = perturb.noise(img, rng.uniform(1, 4), int(rng.integers(1 << 31)))
             out[i] = img
     return out
+
+
+def _shift(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Translate each image by up to 1/8 of its side, filling with its reflection: pixels are only moved."""
+    n, h, w = batch.shape[:3]
+    m = max(1, min(h, w) // 8)
+    padded = np.pad(batch, ((0, 0), (m, m), (m, m), (0, 0)), mode="reflect")
+    dy, dx = rng.integers(0, 2 * m + 1, n), rng.integers(0, 2 * m + 1, n)
+    return np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+def _cutout(batch: np.ndarray, rng: np.random.Generator) -> None:
+    """Blank one random square (1/4 to 3/8 of the side) in half of the images with the image's mean colour."""
+    n, h, w = batch.shape[:3]
+    for i in np.flatnonzero(rng.random(n) < 0.5):
+        side = int(rng.integers(max(1, min(h, w) // 4), max(2, 3 * min(h, w) // 8) + 1))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        batch[i, y:y + side, x:x + side] = batch[i].reshape(-1, batch.shape[3]).mean(0).astype(batch.dtype)
 
 
 def _fit(img: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -100,6 +100,34 @@ def _restore_optimizer(opt, tensors: dict, meta: dict) -> None:
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+class WeightAverage:
+    """Exponential moving average of a model's state (weights and batch-norm statistics).
+
+    The decay ramps up as (1 + t) / (10 + t) so that the first steps are not dominated by the
+    random initialisation.
+    """
+
+    def __init__(self, model, decay: float, steps: int = 0):
+        import copy
+
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay, self.steps = decay, steps
+
+    def update(self, model) -> None:
+        import torch
+
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        with torch.no_grad():
+            for avg, cur in zip(self.model.state_dict().values(), model.state_dict().values()):
+                if avg.dtype.is_floating_point:
+                    avg.lerp_(cur, 1 - d)
+                else:
+                    avg.copy_(cur)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, progress: bool = True):
         self.cfg = cfg
@@ -157,6 +185,10 @@ class Trainer:
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             _restore_optimizer(opt, {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
             start_epoch, best_score, bad_epochs, history = meta["epoch"], meta["best_score"], meta["bad_epochs"], meta["history"]
+        ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+        if ema is not None and resume and ckpt_meta.exists():
+            ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            ema.steps = meta.get("ema_steps", 0)
 
         if hasattr(model, "set_stage"):
             model.set_stage(2)
@@ -192,13 +224,16 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if ema is not None:
+                    ema.update(model)
                 k = len(rows)
                 run_loss += float(loss.detach()) * k
                 run_correct += float(((logits.detach() > 0).float() == y).sum())
                 seen += k
                 bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_correct / seen:.4f}")
             bar.close()
-            val_logits = self.predict_logits(model, split.val.pixels)
+            judged = ema.model if ema is not None else model
+            val_logits = self.predict_logits(judged, split.val.pixels)
             val = binary_metrics(split.val.labels, 1 / (1 + np.exp(-val_logits)), 0.5)
             val_loss = float(np.mean(np.logaddexp(0, val_logits) - split.val.labels * val_logits))
             entry = {"epoch": epoch + 1, "train_loss": run_loss / seen, "train_accuracy": run_correct / seen,
@@ -208,7 +243,7 @@ class Trainer:
             score = -val_loss if cfg.monitor == "val_loss" else val["accuracy"]
             if score > best_score:
                 best_score, bad_epochs = score, 0
-                _save_tensors(self.run_dir / "best.safetensors", model.state_dict())
+                _save_tensors(self.run_dir / "best.safetensors", judged.state_dict())
             else:
                 bad_epochs += 1
             if self.progress:
@@ -217,9 +252,12 @@ class Trainer:
                            f"({entry['seconds']:.0f}s)")
             opt_tensors, opt_meta = _optimizer_tensors(opt)
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | {f"opt.{k}": v for k, v in opt_tensors.items()}
+            if ema is not None:
+                tensors |= {f"ema.{k}": v for k, v in ema.model.state_dict().items()}
             _save_tensors(ckpt, tensors)
             _atomic_write(ckpt_meta, json.dumps({"epoch": epoch + 1, "best_score": best_score, "bad_epochs": bad_epochs,
-                                                 "history": history, "optimizer": opt_meta}, default=float).encode())
+                                                 "history": history, "optimizer": opt_meta,
+                                                 "ema_steps": ema.steps if ema is not None else 0}, default=float).encode())
             (self.run_dir / "history.json").write_text(json.dumps(history, indent=2))
             if cfg.patience and bad_epochs >= cfg.patience:
                 stopped_early = True
@@ -301,35 +339,10 @@ class Trainer:
         return np.concatenate(out)
 
     def _per_image(self, values: np.ndarray, labels: np.ndarray, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Crop policies score an image by the mean over its views (as Detector does): group rows by image."""
-        if self.policy.kind != "crop":
-            return values, labels
-        index: dict[str, int] = {}
-        for i in ids:
-            index.setdefault(i, len(index))
-        g = np.array([index[i] for i in ids])
-        counts = np.bincount(g, minlength=len(index)).astype(np.float64)
-        if values.ndim == 1:
-            agg = np.bincount(g, values, minlength=len(index)) / counts
-        else:
-            agg = np.stack([np.bincount(g, values[:, j], minlength=len(index)) / counts for j in range(values.shape[1])], 1)
-        lab = np.zeros(len(index), labels.dtype)
-        lab[g] = labels
-        return agg, lab
+        return per_image(self.policy, values, labels, ids)
 
     def predict_logits(self, model, pixels: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        import torch
-
-        model.eval()
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(pixels), batch_size):
-                x = self._tensor(pixels[i:i + batch_size])
-                logits = model(x)
-                if self.policy.mirror:  # the same views and averaging as Detector applies at detection
-                    logits = (logits + model(x.flip(3))) / 2
-                out.append(logits.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+        return predict_logits(model, self.policy, pixels, self.device, batch_size)
 
     def export(self, out: str | Path, name: str, extra: dict[str, Any] | None = None) -> Path:
         """Calibrate the best weights on the validation split and write a bundle."""
@@ -344,7 +357,7 @@ class Trainer:
             extra["score_fusion"] = {"inputs": ["head_logit", "s_trace"], "weights": self.model.fit_fusion(parts, labels),
                                      "fitted_on": "validation split, per image"}
         logits, labels = self._per_image(self.predict_logits(self.model, split.val.pixels), split.val.labels, split.val.ids)
-        cal = calibrate(logits, labels)
+        cal = calibrate(logits, labels, min_real_accuracy=self.cfg.min_real_accuracy)
         p = cal.probability(logits)
         metrics = binary_metrics(labels, p, cal.threshold)
         lo, hi = cal.uncertain_band
@@ -362,6 +375,40 @@ class Trainer:
         return write_bundle(out, self.model, name=name, arch=self.cfg.arch, arch_kwargs=self.cfg.arch_kwargs,
                             policy=self.policy, calibration=cal, training=training, config=self.cfg.to_json(),
                             val_metrics=metrics, extra=extra)
+
+
+def per_image(policy: InputPolicy, values: np.ndarray, labels: np.ndarray, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Crop policies score an image by the mean over its views (as Detector does): group rows by image."""
+    if policy.kind != "crop":
+        return values, labels
+    index: dict[str, int] = {}
+    for i in ids:
+        index.setdefault(i, len(index))
+    g = np.array([index[i] for i in ids])
+    counts = np.bincount(g, minlength=len(index)).astype(np.float64)
+    if values.ndim == 1:
+        agg = np.bincount(g, values, minlength=len(index)) / counts
+    else:
+        agg = np.stack([np.bincount(g, values[:, j], minlength=len(index)) / counts for j in range(values.shape[1])], 1)
+    lab = np.zeros(len(index), labels.dtype)
+    lab[g] = labels
+    return agg, lab
+
+
+def predict_logits(model, policy: InputPolicy, pixels: np.ndarray, device="cpu", batch_size: int = 512) -> np.ndarray:
+    """Logits of model-sized uint8 views, with the policy's mirrored views averaged in."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(pixels), batch_size):
+            x = policy.normalise(pixels[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+            logits = model(x)
+            if policy.mirror:  # the same views and averaging as Detector applies at detection
+                logits = (logits + model(x.flip(3))) / 2
+            out.append(logits.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def _source_hashes(cfg: TrainConfig) -> dict[str, str | None]:

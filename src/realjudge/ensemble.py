@@ -1,0 +1,81 @@
+"""Combine trained bundles into one ensemble bundle, calibrated on the members' validation split.
+
+The members must share the input policy and the validation split (same sources, same fraction):
+otherwise the calibration would see images some member trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+
+def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] | None = None,
+            progress: bool = False, min_real_accuracy: float | None = None) -> Path:
+    """Write an `ensemble` bundle of `bundles` to `out`; returns its folder."""
+    from .bundle import load_bundle, write_bundle
+    from .calibrate import calibrate
+    from .evaluate.metrics import binary_metrics
+    from .models.ensemble import Ensemble
+    from .train.config import TrainConfig
+    from .train.data import load_split
+    from .train.engine import per_image, predict_logits
+
+    if len(bundles) < 2:
+        raise UsageError("an ensemble needs at least two bundles")
+    loaded = [load_bundle(b) for b in bundles]
+    policy = loaded[0][1].policy
+    configs = [info.meta.get("training_config", {}) for _, info in loaded]
+    for (_, info), cfg in zip(loaded[1:], configs[1:]):
+        if info.policy != policy:
+            raise UsageError(f"{info.path}: input policy differs from {loaded[0][1].path}; members must share one")
+        if cfg.get("val_fraction") != configs[0].get("val_fraction"):
+            raise UsageError(f"{info.path}: validation fraction differs from {loaded[0][1].path}")
+    for _, info in loaded:
+        if info.arch == "ensemble" or "score_fusion" in info.meta:
+            raise UsageError(f"{info.path}: {info.arch} bundles with a fitted score fusion or nesting cannot join an ensemble")
+    srcs = [{"path": p} for p in sources] if sources else configs[0].get("sources") or []
+    if not srcs:
+        raise UsageError("no validation data: give --data (the members' training sources)")
+
+    members = [{"arch": info.arch, "arch_kwargs": info.arch_kwargs} for _, info in loaded]
+    model = Ensemble(members)
+    for member, (net, _) in zip(model.members, loaded):
+        member.load_state_dict(net.state_dict())
+    model.eval()
+
+    cfg = TrainConfig(arch="ensemble", arch_kwargs={"members": members}, sources=srcs,
+                      val_fraction=configs[0].get("val_fraction", 0.1), policy=policy.to_json())
+    split = load_split(cfg, policy, progress)
+    def score(net):
+        return per_image(policy, predict_logits(net, policy, split.val.pixels), split.val.labels, split.val.ids)
+
+    logits, labels = score(model)
+    cal = calibrate(logits, labels, min_real_accuracy=min_real_accuracy)
+    p = cal.probability(logits)
+    metrics = binary_metrics(labels, p, cal.threshold)
+    lo, hi = cal.uncertain_band
+    metrics["uncertain_share"] = float(np.mean((p > lo) & (p < hi)))
+    member_metrics = []
+    for net, info in loaded:
+        ml, _ = score(net)
+        member_metrics.append({"bundle": info.path, "name": info.name,
+                               "val_accuracy_at_logit_0": float(np.mean((ml > 0) == labels.astype(bool)))})
+    training = {
+        "sources": srcs,
+        "n_val": int(len(split.val.labels)),
+        "val_split": f"sha256 of bytes, fraction {cfg.val_fraction}",
+        "members": [{"name": info.name, "arch": info.arch, "training": info.meta.get("training", {}),
+                     "training_config": info.meta.get("training_config", {})} for _, info in loaded],
+        "member_val": member_metrics,
+    }
+    cards = [info.meta.get(k) for _, info in loaded[:1] for k in ("intended_input", "failure_modes")]
+    extra = {"intended_input": cards[0] or "", "failure_modes": cards[1] or "",
+             "notes": "Ensemble: the mean logit of " + ", ".join(f"`{m['name']}` ({m['val_accuracy_at_logit_0']:.4f} "
+                                                                  "validation accuracy alone at logit 0)" for m in member_metrics)
+                      + "; calibrated anew on the shared validation split."}
+    return write_bundle(out, model, name=name, arch="ensemble", arch_kwargs={"members": members}, policy=policy,
+                        calibration=cal, training=training, config=cfg.to_json(), val_metrics=metrics, extra=extra)
