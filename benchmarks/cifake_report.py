@@ -570,7 +570,10 @@ def write_report(a, summary, agree, sal, shipped, cost, docs: Path) -> Path:
         else:
             m = shipped["metrics"]
             s_all = shipped["saliency"]["all"]
-            lines += [f"`realjudge.load('cifake')` ({shipped['arch']} {json.dumps(shipped['arch_kwargs'])}, trained on "
+            kw = shipped["arch_kwargs"]
+            desc = (f"an ensemble of {len(kw['members'])}: " + "; ".join(f"{m['arch']} {json.dumps(m.get('arch_kwargs', {}))}" for m in kw["members"])
+                    if shipped["arch"] == "ensemble" else f"{shipped['arch']} {json.dumps(kw)}")
+            lines += [f"`realjudge.load('cifake')` ({desc}, trained on "
                       f"{shipped.get('n_train') or '?'} images) on {shipped['n_eval']:,} random images of the same validation split: accuracy {pct(m['accuracy'])}, "
                       f"precision {pct(m['precision'])}, recall {pct(m['recall'])}, F1 {pct(m['f1'])}, ROC-AUC "
                       f"{num(m['roc_auc'], 4)} (p >= 0.5 before calibration). Grad-CAM enrichment on the ellipse over "

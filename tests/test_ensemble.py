@@ -33,7 +33,7 @@ def test_ensemble_is_the_mean_of_its_members(tiny_bundle, second_bundle, tmp_pat
     out = combine([str(tiny_bundle), str(second_bundle)], tmp_path / "ens", "both")
     meta = json.loads((out / "bundle.json").read_text())
     assert meta["arch"] == "ensemble" and len(meta["arch_kwargs"]["members"]) == 2
-    assert meta["val_metrics"]["n"] == meta["training"]["n_val"] > 0
+    assert meta["val_metrics"]["n"] == meta["training"]["n_val"] > 0 and meta["training"]["source_sha256"]
     assert len(meta["training"]["member_val"]) == 2 and "Ensemble" in (out / "MODEL_CARD.md").read_text()
 
     ens = realjudge.load(str(out), device="cpu")

@@ -130,3 +130,26 @@ def test_weight_average_tracks_the_model_and_survives_resume(tiny_flat, tmp_path
     assert np.isfinite(model(torch.zeros(1, 3, 32, 32)).detach().numpy()).all()
     with pytest.raises(UsageError, match="ema_decay"):
         TrainConfig(ema_decay=1.0)
+
+
+def test_init_from_starts_from_a_bundle_of_the_same_architecture(tiny_bundle, tiny_flat, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("REALJUDGE_CACHE", str(tmp_path / "cache"))
+    meta = json.loads((tiny_bundle / "bundle.json").read_text())
+    base = dict(arch="cifake-cnn", arch_kwargs=meta["arch_kwargs"], sources=[{"path": str(tiny_flat)}],
+                batch_size=16, threads=1, val_fraction=0.25, lr=1e-9, schedule="constant", augment=[])
+    trainer = Trainer(TrainConfig(**base, epochs=1, init_from=str(tiny_bundle)), tmp_path / "ft", progress=False)
+    trainer.fit()
+    # At a vanishing learning rate the weights stay those of the bundle (batch-norm statistics aside).
+    start = load_file(tiny_bundle / "model.safetensors")
+    after = trainer.model.state_dict()
+    assert all(torch.allclose(start[k], after[k], atol=1e-5) for k in start if "running" not in k and "num_batches" not in k)
+    out = trainer.export(tmp_path / "b", "ft")
+    assert json.loads((out / "bundle.json").read_text())["training"]["init_from"] == str(tiny_bundle)
+    with pytest.raises(UsageError, match="not resnet"):
+        Trainer(TrainConfig(**(base | {"arch": "resnet", "arch_kwargs": {}}), epochs=1, init_from=str(tiny_bundle)),
+                tmp_path / "x", progress=False).fit()
+    with pytest.raises(UsageError, match="no such file"):
+        Trainer(TrainConfig(**base, epochs=1, init_from=str(tmp_path / "nope.safetensors")), tmp_path / "y", progress=False).fit()

@@ -22,7 +22,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
     from .models.ensemble import Ensemble
     from .train.config import TrainConfig
     from .train.data import load_split
-    from .train.engine import per_image, predict_logits
+    from .train.engine import per_image, predict_logits, source_hashes
 
     if len(bundles) < 2:
         raise UsageError("an ensemble needs at least two bundles")
@@ -66,6 +66,8 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
                                "val_accuracy_at_logit_0": float(np.mean((ml > 0) == labels.astype(bool)))})
     training = {
         "sources": srcs,
+        "source_sha256": source_hashes(cfg),
+        "n_train": loaded[0][1].meta.get("training", {}).get("n_train"),
         "n_val": int(len(split.val.labels)),
         "val_split": f"sha256 of bytes, fraction {cfg.val_fraction}",
         "members": [{"name": info.name, "arch": info.arch, "training": info.meta.get("training", {}),

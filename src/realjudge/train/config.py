@@ -38,6 +38,8 @@ class TrainConfig:
     # Exponential moving average of the weights (0 = off): validation, the best checkpoint and the
     # exported bundle use the averaged weights, which are smoother than the last step's.
     ema_decay: float = 0.0
+    # Start from trained weights (a bundle of the same architecture or a .safetensors file): fine-tuning.
+    init_from: str | None = None
     # Calibration: raise the threshold until at least this share of the validation reals is called
     # real (None: the threshold of best balanced accuracy).
     min_real_accuracy: float | None = None

@@ -100,6 +100,22 @@ def _restore_optimizer(opt, tensors: dict, meta: dict) -> None:
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def initial_weights(path: str, arch: str) -> dict:
+    """Weights to start from: a bundle (folder or zip) of the same architecture, or a .safetensors file."""
+    from safetensors.torch import load_file
+
+    from ..bundle import load_bundle
+
+    if str(path).endswith(".safetensors"):
+        if not Path(path).is_file():
+            raise UsageError(f"init_from: {path}: no such file")
+        return load_file(path)
+    model, info = load_bundle(path)
+    if info.arch != arch:
+        raise UsageError(f"init_from: {path} is a {info.arch} bundle, not {arch}")
+    return model.state_dict()
+
+
 class WeightAverage:
     """Exponential moving average of a model's state (weights and batch-norm statistics).
 
@@ -177,6 +193,8 @@ class Trainer:
         split = split or load_split(cfg, self.policy, self.progress)
         self.split = split
         model, opt = self._build()
+        if cfg.init_from and not (resume and ckpt_meta.exists()):
+            model.load_state_dict(initial_weights(cfg.init_from, cfg.arch))
         history: list[dict[str, Any]] = []
         start_epoch, best_score, bad_epochs = 0, -math.inf, 0
         if resume and ckpt_meta.exists():
@@ -187,8 +205,10 @@ class Trainer:
             start_epoch, best_score, bad_epochs, history = meta["epoch"], meta["best_score"], meta["bad_epochs"], meta["history"]
         ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
         if ema is not None and resume and ckpt_meta.exists():
-            ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-            ema.steps = meta.get("ema_steps", 0)
+            saved = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+            if saved:  # a run that had no average yet starts it from the resumed weights
+                ema.model.load_state_dict(saved)
+                ema.steps = meta.get("ema_steps", 0)
 
         if hasattr(model, "set_stage"):
             model.set_stage(2)
@@ -364,8 +384,9 @@ class Trainer:
         metrics["uncertain_share"] = float(np.mean((p > lo) & (p < hi)))
         training = {
             "sources": [s.__dict__ for s in self.cfg.sources],
-            "source_sha256": _source_hashes(self.cfg),
+            "source_sha256": source_hashes(self.cfg),
             "n_train": int(len(split.train.labels)),
+            "init_from": self.cfg.init_from,
             "n_val": int(len(split.val.labels)),
             "val_split": f"sha256 of bytes, fraction {self.cfg.val_fraction}",
             "history": json.loads((self.run_dir / "history.json").read_text()),
@@ -411,7 +432,7 @@ def predict_logits(model, policy: InputPolicy, pixels: np.ndarray, device="cpu",
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _source_hashes(cfg: TrainConfig) -> dict[str, str | None]:
+def source_hashes(cfg: TrainConfig) -> dict[str, str | None]:
     import hashlib
 
     out: dict[str, str | None] = {}
