@@ -197,7 +197,7 @@ def step_cifake() -> None:
     if ref is not None:
         store = _load("cifake") or {}
         res = run_protocols([proto], None, OUT / "cifake" / "shipped-cifake", None, detector=load(ref, "cpu"))
-        store["cifake network (resnet, full training side)"] = {"results": res, "config": None, "bundle": ref}
+        store["cifake network (shipped, full training side)"] = {"results": res, "config": None, "bundle": ref}
         _save("cifake", store)
 
 
@@ -229,7 +229,7 @@ def step_cross() -> None:
                                                                      "cross-dataset", {"train": "cifake", "test": "natural"})))
     ref = _cifake_reference()
     if ref is not None:
-        pairs.append(("cifake network (resnet)", ref, Protocol("train cifake -> test natural", [], nat_test, "cross-dataset",
+        pairs.append(("cifake network (shipped)", ref, Protocol("train cifake -> test natural", [], nat_test, "cross-dataset",
                                                                    {"train": "cifake", "test": "natural"})))
     if NATURAL_BUNDLE.exists():
         pairs.append(("ntf (natural bundle)", NATURAL_BUNDLE, Protocol("train natural -> test cifake", [], cif.test,

@@ -67,7 +67,8 @@ def main() -> None:
 
 Command: `python benchmarks/validate_shipped.py` (rebuilds the validation split of
 `cifake-train.tar.gz` from the sha256 of each file's bytes, fraction {fraction}; {len(val)} images, never
-used for training or model choice beyond early stopping and calibration). Fake is the positive class;
+used for training; it chose the checkpoints, test-time mirroring and the decision to fine-tune, and
+calibrated the scores, so these figures are somewhat optimistic). Fake is the positive class;
 threshold {det.threshold:.4f} (calibrated on this split).
 
 | metric | value |
