@@ -36,7 +36,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
             raise UsageError(f"{info.path}: validation fraction differs from {loaded[0][1].path}")
     for _, info in loaded:
         if info.arch == "ensemble" or "score_fusion" in info.meta:
-            raise UsageError(f"{info.path}: {info.arch} bundles with a fitted score fusion or nesting cannot join an ensemble")
+            raise UsageError(f"{info.path}: an ensemble or a bundle with a fitted score fusion cannot join an ensemble")
     srcs = [{"path": p} for p in sources] if sources else configs[0].get("sources") or []
     if not srcs:
         raise UsageError("no validation data: give --data (the members' training sources)")
@@ -50,6 +50,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
     cfg = TrainConfig(arch="ensemble", arch_kwargs={"members": members}, sources=srcs,
                       val_fraction=configs[0].get("val_fraction", 0.1), policy=policy.to_json())
     split = load_split(cfg, policy, progress)
+
     def score(net):
         return per_image(policy, predict_logits(net, policy, split.val.pixels), split.val.labels, split.val.ids)
 
