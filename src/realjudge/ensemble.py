@@ -17,12 +17,15 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
             progress: bool = False, min_real_accuracy: float | None = None) -> Path:
     """Write an `ensemble` bundle of `bundles` to `out`; returns its folder."""
     from .bundle import load_bundle, write_bundle
-    from .calibrate import calibrate
-    from .evaluate.metrics import binary_metrics
     from .models.ensemble import Ensemble
     from .train.config import TrainConfig
     from .train.data import load_split
-    from .train.engine import per_image, predict_logits, source_hashes
+    from .train.engine import (
+        calibrated_metrics,
+        per_image,
+        predict_logits,
+        source_hashes,
+    )
 
     if len(bundles) < 2:
         raise UsageError("an ensemble needs at least two bundles")
@@ -51,18 +54,13 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
                       val_fraction=configs[0].get("val_fraction", 0.1), policy=policy.to_json())
     split = load_split(cfg, policy, progress)
 
-    def score(net):
-        return per_image(policy, predict_logits(net, policy, split.val.pixels), split.val.labels, split.val.ids)
-
-    logits, labels = score(model)
-    cal = calibrate(logits, labels, min_real_accuracy=min_real_accuracy)
-    p = cal.probability(logits)
-    metrics = binary_metrics(labels, p, cal.threshold)
-    lo, hi = cal.uncertain_band
-    metrics["uncertain_share"] = float(np.mean((p > lo) & (p < hi)))
+    # Each member is scored once: the ensemble's logit is, by its definition, the mean of theirs.
+    member_logits = [predict_logits(net, policy, split.val.pixels) for net, _ in loaded]
+    logits, labels = per_image(policy, np.mean(member_logits, axis=0), split.val.labels, split.val.ids)
+    cal, metrics = calibrated_metrics(logits, labels, min_real_accuracy)
     member_metrics = []
-    for net, info in loaded:
-        ml, _ = score(net)
+    for ml, (_, info) in zip(member_logits, loaded):
+        ml, _ = per_image(policy, ml, split.val.labels, split.val.ids)
         member_metrics.append({"bundle": info.path, "name": info.name,
                                "val_accuracy_at_logit_0": float(np.mean((ml > 0) == labels.astype(bool)))})
     training = {

@@ -82,16 +82,12 @@ def _channel_weights(act: torch.Tensor, g: torch.Tensor, plus: bool) -> torch.Te
 
 
 def _cam(acts, grads, plus: bool, size: int) -> np.ndarray:
-    """Weighted activations summed over channels, then over layers (each brought to the input size)."""
-    maps = []
-    for act, g in zip(acts, grads):
-        m = (_channel_weights(act, g, plus) * act).sum(1, keepdim=True)
-        if len(acts) == 1:
-            return _normalise(m.squeeze(1), size)
-        if m.shape[-1] != size or m.shape[-2] != size:
-            m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
-        maps.append(m.squeeze(1))
-    return _normalise(torch.stack(maps).sum(0), size)
+    """Weighted activations summed over channels; several layers (an ensemble) are brought to the
+    input size and summed before the ReLU and scaling."""
+    maps = [(_channel_weights(act, g, plus) * act).sum(1, keepdim=True) for act, g in zip(acts, grads)]
+    if len(maps) > 1:
+        maps = [F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False) for m in maps]
+    return _normalise(torch.stack(maps).sum(0).squeeze(1), size)
 
 
 def gradcam(model, x: torch.Tensor, sign: torch.Tensor, plus: bool = False, layer=None) -> np.ndarray:

@@ -123,13 +123,13 @@ class WeightAverage:
     random initialisation.
     """
 
-    def __init__(self, model, decay: float, steps: int = 0):
+    def __init__(self, model, decay: float):
         import copy
 
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.decay, self.steps = decay, steps
+        self.decay, self.steps = decay, 0
 
     def update(self, model) -> None:
         import torch
@@ -172,9 +172,7 @@ class Trainer:
         return model, opt
 
     def _tensor(self, batch: np.ndarray):
-        import torch
-
-        return self.policy.normalise(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+        return model_input(self.policy, batch, self.device)
 
     # ------------------------------------------------------------------ loop
     def fit(self, resume: bool = False, split: Split | None = None) -> dict[str, Any]:
@@ -377,11 +375,7 @@ class Trainer:
             extra["score_fusion"] = {"inputs": ["head_logit", "s_trace"], "weights": self.model.fit_fusion(parts, labels),
                                      "fitted_on": "validation split, per image"}
         logits, labels = self._per_image(self.predict_logits(self.model, split.val.pixels), split.val.labels, split.val.ids)
-        cal = calibrate(logits, labels, min_real_accuracy=self.cfg.min_real_accuracy)
-        p = cal.probability(logits)
-        metrics = binary_metrics(labels, p, cal.threshold)
-        lo, hi = cal.uncertain_band
-        metrics["uncertain_share"] = float(np.mean((p > lo) & (p < hi)))
+        cal, metrics = calibrated_metrics(logits, labels, self.cfg.min_real_accuracy)
         training = {
             "sources": [s.__dict__ for s in self.cfg.sources],
             "source_sha256": source_hashes(self.cfg),
@@ -396,6 +390,16 @@ class Trainer:
         return write_bundle(out, self.model, name=name, arch=self.cfg.arch, arch_kwargs=self.cfg.arch_kwargs,
                             policy=self.policy, calibration=cal, training=training, config=self.cfg.to_json(),
                             val_metrics=metrics, extra=extra)
+
+
+def calibrated_metrics(logits: np.ndarray, labels: np.ndarray, min_real_accuracy: float | None = None):
+    """Calibrate per-image validation logits; the bundle's validation metrics at that calibration."""
+    cal = calibrate(logits, labels, min_real_accuracy=min_real_accuracy)
+    p = cal.probability(logits)
+    metrics = binary_metrics(labels, p, cal.threshold)
+    lo, hi = cal.uncertain_band
+    metrics["uncertain_share"] = float(np.mean((p > lo) & (p < hi)))
+    return cal, metrics
 
 
 def per_image(policy: InputPolicy, values: np.ndarray, labels: np.ndarray, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -416,6 +420,13 @@ def per_image(policy: InputPolicy, values: np.ndarray, labels: np.ndarray, ids: 
     return agg, lab
 
 
+def model_input(policy: InputPolicy, batch: np.ndarray, device="cpu"):
+    """uint8 views -> the normalised channels-last tensor every model here trains and predicts on."""
+    import torch
+
+    return policy.normalise(batch).to(device).contiguous(memory_format=torch.channels_last)
+
+
 def predict_logits(model, policy: InputPolicy, pixels: np.ndarray, device="cpu", batch_size: int = 512) -> np.ndarray:
     """Logits of model-sized uint8 views, with the policy's mirrored views averaged in."""
     import torch
@@ -424,7 +435,7 @@ def predict_logits(model, policy: InputPolicy, pixels: np.ndarray, device="cpu",
     out = []
     with torch.inference_mode():
         for i in range(0, len(pixels), batch_size):
-            x = policy.normalise(pixels[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+            x = model_input(policy, pixels[i:i + batch_size], device)
             logits = model(x)
             if policy.mirror:  # the same views and averaging as Detector applies at detection
                 logits = (logits + model(x.flip(3))) / 2
