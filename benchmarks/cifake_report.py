@@ -284,6 +284,7 @@ def shipped_comparison(a, split, sample_rng) -> dict | None:
     from realjudge import load
     from realjudge.bundle import shipped_names
     from realjudge.evaluate.metrics import binary_metrics
+    from realjudge.train.engine import predict_logits
 
     if "cifake" not in shipped_names():
         return None
@@ -294,17 +295,18 @@ def shipped_comparison(a, split, sample_rng) -> dict | None:
     # A random part of the validation split: a full-resolution ResNet is slow on this CPU.
     n_eval = min(a.shipped_n, len(split.val.labels))
     rows_eval = np.sort(sample_rng.choice(len(split.val.labels), n_eval, replace=False))
-    logits = det.logits(split.val.pixels[rows_eval])
-    raw = binary_metrics(split.val.labels[rows_eval], 1 / (1 + np.exp(-logits)), 0.5)
+    # Scored as `detect` scores: the bundle's test-time views, its calibration and its threshold.
+    logits = predict_logits(det.model, det.policy, split.val.pixels[rows_eval])
+    metrics = binary_metrics(split.val.labels[rows_eval], det.calibration.probability(logits), det.threshold)
     n = min(a.shipped_cam_n, n_eval)
     pick = np.sort(sample_rng.choice(n_eval, n, replace=False))
     rows = rows_eval[pick]
-    pred = (logits[pick] > 0).astype(int)
+    pred = (det.calibration.probability(logits[pick]) >= det.threshold).astype(int)
     maps = batch_maps(det.model, det.policy, split.val.pixels[rows], np.where(pred == 1, 1.0, -1.0), "gradcam", 64)
     mask = ellipse_mask(maps.shape[1])
     table = summarise(object_share(maps, mask), np.full(n, mask.mean()), peak_inside(maps, mask),
                       verdict_groups(split.val.labels[rows], pred))
-    return {"arch": det.info.arch, "arch_kwargs": det.info.arch_kwargs, "metrics": raw, "n_eval": n_eval,
+    return {"arch": det.info.arch, "arch_kwargs": det.info.arch_kwargs, "metrics": metrics, "n_eval": n_eval,
             "saliency": table, "n_saliency": n,
             "n_train": training.get("n_train")}
 
@@ -576,7 +578,7 @@ def write_report(a, summary, agree, sal, shipped, cost, docs: Path) -> Path:
             lines += [f"`realjudge.load('cifake')` ({desc}, trained on "
                       f"{shipped.get('n_train') or '?'} images) on {shipped['n_eval']:,} random images of the same validation split: accuracy {pct(m['accuracy'])}, "
                       f"precision {pct(m['precision'])}, recall {pct(m['recall'])}, F1 {pct(m['f1'])}, ROC-AUC "
-                      f"{num(m['roc_auc'], 4)} (p >= 0.5 before calibration). Grad-CAM enrichment on the ellipse over "
+                      f"{num(m['roc_auc'], 4)} (scored as `detect` scores: its test-time views and calibrated threshold). Grad-CAM enrichment on the ellipse over "
                       f"{shipped['n_saliency']} random validation images: {num(s_all['enrichment'])} "
                       f"(peak on object {pct(s_all['peak_on_object'])}).", ""]
     deviation = dense_stage_note(rows)

@@ -67,7 +67,7 @@ def main() -> None:
 
 Command: `python benchmarks/validate_shipped.py` (rebuilds the validation split of
 `cifake-train.tar.gz` from the sha256 of each file's bytes, fraction {fraction}; {len(val)} images, never
-used for training; it chose the checkpoints, test-time mirroring and the decision to fine-tune, and
+used for training; it chose the checkpoints, the test-time views (`benchmarks/tta_sweep.py`) and the decision to fine-tune, and
 calibrated the scores, so these figures are somewhat optimistic). Fake is the positive class;
 threshold {det.threshold:.4f} (calibrated on this split).
 

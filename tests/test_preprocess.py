@@ -1,5 +1,7 @@
 """Input policies: crops at native resolution, never resized."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -23,3 +25,34 @@ def test_crop_grid_spans_the_image_and_keeps_pixels():
     assert crop_positions(64, 64, 64, 64) == [(0, 0)]
     with pytest.raises(UsageError, match="crops must be"):
         InputPolicy(kind="crop", size=64, crops=65)
+
+
+def test_shifted_views_move_pixels_and_round_trip_through_json():
+    img = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    pol = InputPolicy(size=32, shifts=((1, 0), (-1, 0)), mirror=True)
+    views, note = pol.views(img)
+    assert len(views) == 6 and "2 shifted copies" in note and "mirrored" in note
+    right, left = views[1], views[2]
+    assert np.array_equal(right[:, 1:], img[:, :-1]) and np.array_equal(right[:, 0], img[:, 1])  # reflected edge
+    assert np.array_equal(left[:, :-1], img[:, 1:])
+    assert np.array_equal(views[3], img[:, ::-1]) and np.array_equal(views[4], right[:, ::-1])
+    assert InputPolicy.from_json(json.loads(json.dumps(pol.to_json()))) == pol
+    assert InputPolicy.from_json({k: v for k, v in pol.to_json().items() if k != "shifts"}).shifts == ()  # old bundles
+    for bad in ((0, 0), (16, 0), (1,)):
+        with pytest.raises(UsageError, match="test-time shift"):
+            InputPolicy(size=32, shifts=(bad,))
+
+
+def test_validation_scoring_averages_the_same_views_as_detection(tiny_bundle, tiny_flat):
+    from dataclasses import replace
+
+    from PIL import Image
+
+    import realjudge
+    from realjudge.train.engine import predict_logits
+
+    det = realjudge.load(str(tiny_bundle))
+    det.policy = replace(det.policy, shifts=((2, -1),), mirror=True)
+    imgs = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in sorted((tiny_flat / "fake").iterdir())[:3]])
+    expected = [r.logit for r in det.predict(list(imgs))]
+    assert predict_logits(det.model, det.policy, imgs) == pytest.approx(expected, abs=1e-5)

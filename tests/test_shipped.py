@@ -22,7 +22,7 @@ def test_cifake_is_shipped_with_card_and_safe_weights():
     assert meta["input_policy"]["kind"] == "resize" and meta["input_policy"]["size"] == 32
     lo, hi = meta["uncertain_band"]
     assert 0 < lo <= meta["threshold"] <= hi < 1
-    assert meta["val_metrics"]["accuracy"] >= 0.97
+    assert meta["val_metrics"]["accuracy"] >= 0.98  # the target, on the validation split
 
 
 def test_readme_first_command_scores_the_examples():

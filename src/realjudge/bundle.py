@@ -49,6 +49,9 @@ def _model_card(meta: dict[str, Any]) -> str:
                      ("accuracy", "precision", "recall", "f1", "roc_auc", "ap", "real_accuracy", "fake_accuracy", "uncertain_share"))
     policy = (f"Resized to {pol['size']}x{pol['size']} with the {pol['filter']} filter" if pol["kind"] == "resize"
               else f"Native resolution: up to {pol['crops']} crops of {pol['size']} px ({'centre and corners' if pol['crops'] <= 5 else 'an even grid'}), logits averaged; small images padded ({pol['pad']})")
+    if pol.get("shifts"):
+        policy += (f"; every view is also scored shifted by {', '.join(f'({dx:+d}, {dy:+d})' for dx, dy in pol['shifts'])} px"
+                   " (reflected edge), logits averaged")
     if pol.get("mirror"):
         policy += "; every view is also scored mirrored left-right, logits averaged"
     cal = meta["calibration"]

@@ -8,9 +8,11 @@ Two policies:
   (reflect), never upsampled. Up to 5 crops: the centre, then the four corners. More: an evenly
   spaced grid of g x g patches (g = floor(sqrt(crops))) spanning the image, so that a large image is
   judged on evidence from all over it rather than five spots.
-Either policy may add `mirror`: each view is also scored mirrored left-right and the logits are
-averaged (test-time augmentation; a mirror keeps an 8x8 JPEG grid aligned when the width is a
-multiple of 8).
+Either policy may add test-time views, scored with the others and averaged into the same logit:
+- `shifts`: each view is also scored translated by each (dx, dy) pixel offset, the edge filled by
+  reflection (pixels are moved, never resampled; useful for models trained with shift augmentation);
+- `mirror`: every view so far is also scored mirrored left-right (a mirror keeps an 8x8 JPEG grid
+  aligned when the width is a multiple of 8).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class InputPolicy:
     crops: int = 5  # crop only
     pad: str = "reflect"  # crop only
     mirror: bool = False  # also score each view mirrored left-right (test-time augmentation)
+    shifts: tuple[tuple[int, int], ...] = ()  # also score each view translated by these (dx, dy) offsets
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -64,25 +67,45 @@ class InputPolicy:
             raise UsageError(f"unknown resize filter {self.filter!r}; known: {', '.join(FILTERS)}")
         if self.kind == "crop" and not 1 <= self.crops <= MAX_CROPS:
             raise UsageError(f"crops must be 1..{MAX_CROPS}, got {self.crops}")
+        for d in self.shifts:
+            if len(d) != 2 or not all(isinstance(v, int) and abs(v) < self.size // 2 for v in d) or d == (0, 0):
+                raise UsageError(f"each test-time shift must be a non-zero [dx, dy] pair of integers below "
+                                 f"{self.size // 2} in size, got {list(d)}")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["shifts"] = [list(v) for v in self.shifts]
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "InputPolicy":
         d = dict(d)
         d["mean"], d["std"] = tuple(d.get("mean", (0.5,) * 3)), tuple(d.get("std", (0.5,) * 3))
+        d["shifts"] = tuple(tuple(v) for v in d.get("shifts", ()))
         return cls(**d)
 
     def views(self, pixels: np.ndarray) -> tuple[list[np.ndarray], str]:
         """Pixels -> list of `size` x `size` x 3 uint8 views, and a note of what was done."""
         views, note = self._views(pixels)
-        if not self.mirror:
+        added = []
+        if self.shifts:
+            added.append(f"{len(self.shifts)} shifted cop{'ies' if len(self.shifts) > 1 else 'y'} of each view "
+                         f"({', '.join(f'{dx:+d},{dy:+d}px' for dx, dy in self.shifts)}, reflect)")
+        if self.mirror:
+            added.append("mirrored views added")
+        if not added:
             return views, note
-        note = "mirrored views added" if note == "none" else f"{note}; mirrored views added"
-        return views + [np.ascontiguousarray(v[:, ::-1]) for v in views], note + ", logits averaged"
+        note = "; ".join(added) if note == "none" else f"{note}; " + "; ".join(added)
+        return list(np.concatenate(self.test_time_views(np.stack(views)))), note + ", logits averaged"
+
+    def test_time_views(self, batch: np.ndarray) -> list[np.ndarray]:
+        """N x S x S x 3 views -> the batch under each test-time transform, the untouched batch first.
+        A view's score is the mean logit over all of them (Detector and validation alike)."""
+        out = [batch] + [shift_views(batch, dx, dy) for dx, dy in self.shifts]
+        if self.mirror:
+            out += [np.ascontiguousarray(b[:, :, ::-1]) for b in out]
+        return out
 
     def _views(self, pixels: np.ndarray) -> tuple[list[np.ndarray], str]:
         h, w = pixels.shape[:2]
@@ -110,6 +133,14 @@ class InputPolicy:
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return t.sub_(mean).div_(std)
+
+
+def shift_views(batch: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """Translate N x H x W x C images by (dx, dy) pixels (right and down positive), filling by reflection."""
+    h, w = batch.shape[1:3]
+    m = max(abs(dx), abs(dy))
+    padded = np.pad(batch, ((0, 0), (m, m), (m, m), (0, 0)), mode="reflect")
+    return np.ascontiguousarray(padded[:, m - dy:m - dy + h, m - dx:m - dx + w])
 
 
 def crop_positions(h: int, w: int, s: int, n: int) -> list[tuple[int, int]]:

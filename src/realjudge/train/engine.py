@@ -428,17 +428,16 @@ def model_input(policy: InputPolicy, batch: np.ndarray, device="cpu"):
 
 
 def predict_logits(model, policy: InputPolicy, pixels: np.ndarray, device="cpu", batch_size: int = 512) -> np.ndarray:
-    """Logits of model-sized uint8 views, with the policy's mirrored views averaged in."""
+    """Logits of model-sized uint8 views, with the policy's test-time views (shifts, mirror) averaged in
+    exactly as Detector averages them at detection."""
     import torch
 
     model.eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(pixels), batch_size):
-            x = model_input(policy, pixels[i:i + batch_size], device)
-            logits = model(x)
-            if policy.mirror:  # the same views and averaging as Detector applies at detection
-                logits = (logits + model(x.flip(3))) / 2
+            variants = policy.test_time_views(pixels[i:i + batch_size])
+            logits = sum(model(model_input(policy, v, device)) for v in variants) / len(variants)
             out.append(logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
