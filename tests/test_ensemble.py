@@ -69,11 +69,18 @@ def test_ensemble_refuses_mismatched_members(tiny_bundle, tmp_path):
 def test_ensemble_command(tiny_bundle, second_bundle, tmp_path):
     from realjudge.cli import main
 
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"notes": "Two tiny networks, averaged."}))
     res = CliRunner().invoke(main, ["ensemble", str(tiny_bundle), str(second_bundle), "--out", str(tmp_path / "e"),
-                                    "--name", "pair", "--min-real-accuracy", "0.9", "--no-progress"])
+                                    "--name", "pair", "--min-real-accuracy", "0.9", "--card", str(card), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "validation: accuracy" in res.output
     cal = json.loads((tmp_path / "e" / "bundle.json").read_text())["calibration"]
     assert "0.9" in cal["rule"]
+    assert "Two tiny networks, averaged." in (tmp_path / "e" / "MODEL_CARD.md").read_text()
+    card.write_text(json.dumps({"note": "typo"}))
+    res = CliRunner().invoke(main, ["ensemble", str(tiny_bundle), str(second_bundle), "--out", str(tmp_path / "g"),
+                                    "--card", str(card), "--no-progress"])
+    assert res.exit_code == 2 and "unknown field(s) note" in res.output
     res = CliRunner().invoke(main, ["ensemble", str(tiny_bundle), "--out", str(tmp_path / "f")])
     assert res.exit_code == 2 and "at least two" in res.output

@@ -148,3 +148,20 @@ def test_router_sends_large_images_to_the_natural_detector(tmp_path, patch_folde
     recs = list(load_for_inputs(None, "cpu").predict_items([(small, "small"), (large, "large")]))
     assert [r.model for r in recs] == ["tiny", "ntf-tiny"]
     assert "crop" in recs[1].preprocess and "resized" not in recs[1].preprocess
+
+
+def test_fused_ntf_bundle_joins_an_ensemble_with_its_fusion(tmp_path, patch_folder):
+    from realjudge.detector import load
+    from realjudge.ensemble import combine
+    from realjudge.errors import UsageError
+
+    _, ntf_bundle = _train(tmp_path / "a", patch_folder, {}, stage1_epochs=1, epochs=1)
+    _, other = _train(tmp_path / "b", patch_folder, {"loss": "bce"}, stage1_epochs=0, epochs=1, seed=5)
+    ens_dir = combine([str(ntf_bundle), str(other)], tmp_path / "ens", "pair")
+    ens, a, b = (load(str(p), "cpu") for p in (ens_dir, ntf_bundle, other))
+    assert "score_fusion" in a.info.meta
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32))
+    with torch.inference_mode():  # each member keeps its fused score inside the ensemble
+        assert torch.allclose(ens.model(x), (a.model(x) + b.model(x)) / 2, atol=1e-5)
+    with pytest.raises(UsageError, match="cannot join an ensemble"):
+        combine([str(ens_dir), str(ntf_bundle)], tmp_path / "nested", "nested")

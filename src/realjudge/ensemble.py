@@ -1,7 +1,9 @@
 """Combine trained bundles into one ensemble bundle, calibrated on the members' validation split.
 
 The members must share the input policy and the validation split (same sources, same fraction):
-otherwise the calibration would see images some member trained on.
+otherwise the calibration would see images some member trained on. A member whose score is a fused
+score (NTF) joins with its fusion, which lives in its weights; the fusion's three numbers were fitted
+on that same validation split, as every member's checkpoint was chosen on it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ import numpy as np
 from .errors import UsageError
 
 
+CARD_FIELDS = ("intended_input", "failure_modes", "notes")
+
+
 def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] | None = None,
-            progress: bool = False, min_real_accuracy: float | None = None) -> Path:
-    """Write an `ensemble` bundle of `bundles` to `out`; returns its folder."""
+            progress: bool = False, min_real_accuracy: float | None = None, card: dict | None = None) -> Path:
+    """Write an `ensemble` bundle of `bundles` to `out`; returns its folder. `card` may give the model
+    card's `intended_input`, `failure_modes` and `notes` (default: the first member's, and a note
+    naming the members)."""
     from .bundle import load_bundle, write_bundle
     from .models.ensemble import Ensemble
     from .train.config import TrainConfig
@@ -29,6 +36,9 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
 
     if len(bundles) < 2:
         raise UsageError("an ensemble needs at least two bundles")
+    unknown = sorted(set(card or {}) - set(CARD_FIELDS))
+    if unknown:
+        raise UsageError(f"model card: unknown field(s) {', '.join(unknown)}; known: {', '.join(CARD_FIELDS)}")
     loaded = [load_bundle(b) for b in bundles]
     policy = loaded[0][1].policy
     configs = [info.meta.get("training_config", {}) for _, info in loaded]
@@ -38,8 +48,8 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
         if cfg.get("val_fraction") != configs[0].get("val_fraction"):
             raise UsageError(f"{info.path}: validation fraction differs from {loaded[0][1].path}")
     for _, info in loaded:
-        if info.arch == "ensemble" or "score_fusion" in info.meta:
-            raise UsageError(f"{info.path}: an ensemble or a bundle with a fitted score fusion cannot join an ensemble")
+        if info.arch == "ensemble":
+            raise UsageError(f"{info.path}: an ensemble cannot join an ensemble; list its members instead")
     srcs = [{"path": p} for p in sources] if sources else configs[0].get("sources") or []
     if not srcs:
         raise UsageError("no validation data: give --data (the members' training sources)")
@@ -78,5 +88,6 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
              "notes": "Ensemble: the mean logit of " + ", ".join(f"`{m['name']}` ({m['val_accuracy_at_logit_0']:.4f} "
                                                                   "validation accuracy alone at logit 0)" for m in member_metrics)
                       + "; calibrated anew on the shared validation split."}
+    extra |= card or {}
     return write_bundle(out, model, name=name, arch="ensemble", arch_kwargs={"members": members}, policy=policy,
                         calibration=cal, training=training, config=cfg.to_json(), val_metrics=metrics, extra=extra)

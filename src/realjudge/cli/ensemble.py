@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -14,15 +16,33 @@ import click
 @click.option("--data", multiple=True, help="Labelled sources for the validation split (default: the first member's training sources).")
 @click.option("--min-real-accuracy", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Raise the threshold until this share of validation reals is called real.")
+@click.option("--card", "card_file", type=click.Path(dir_okay=False),
+              help="JSON file with the model card's intended_input, failure_modes and notes.")
 @click.option("--progress/--no-progress", default=None)
-def command(bundles, out_dir, name, data, min_real_accuracy, progress):
+def command(bundles, out_dir, name, data, min_real_accuracy, card_file, progress):
     """Average the logits of BUNDLES (two or more, same input policy and validation split) and
     calibrate the result on their validation split."""
     from ..bundle import load_bundle
     from ..ensemble import combine
 
     show = sys.stderr.isatty() if progress is None else progress
-    out = combine(list(bundles), out_dir, name, list(data) or None, show, min_real_accuracy)
+    out = combine(list(bundles), out_dir, name, list(data) or None, show, min_real_accuracy, _card(card_file))
     m = load_bundle(out)[1].meta["val_metrics"]
     click.echo(f"bundle: {out}")
     click.echo(f"validation: accuracy {m['accuracy']:.4f}, AUC {m['roc_auc']:.4f}, uncertain share {m['uncertain_share']:.4f}")
+
+
+def _card(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    from ..errors import UsageError
+
+    try:
+        card = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: card file not found") from None
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(card, dict) or not all(isinstance(v, str) for v in card.values()):
+        raise UsageError(f"{path}: a card must be a JSON object of strings")
+    return card
