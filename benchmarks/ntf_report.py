@@ -72,6 +72,8 @@ VARIANTS = {
     "cnnspot-b11": {"arch": "cnnspot", "arch_kwargs": {"backbone": "effnet", "pretrained": True, "blocks": 11},
                     "stage1_epochs": 0, "lr": 0.0005},
     "ntf-scratch-rgb": {"arch_kwargs": SMALL_NTF["arch_kwargs"] | {"encoder": "scratch"}},
+    # Stage 1 also on 2,000 CIFAKE training reals (32 px, padded into the 64-px patches): does it help?
+    "ntf-stage1-cifake": {"stage1_sources": [{"path": str(CIFAKE)}], "stage1_subset": 2000},
 }
 ABLATION_PROTOCOL = "sd21"
 CIFAKE_PER_CLASS_TRAIN, CIFAKE_PER_CLASS_TEST = 2500, 1000
@@ -180,7 +182,7 @@ def step_logo() -> None:
 
     protos = leave_one_generator_out(_natural(), 0.3)
     perts = parse_perturbation("jpeg:75") + parse_perturbation("downscale:0.5")
-    _protocol_run("logo", protos, {k: VARIANTS[k] for k in ("ntf", "npr", "cnnspot", "ntf-effnet", "cnnspot-b11")}, perts=perts)
+    _protocol_run("logo", protos, {k: VARIANTS[k] for k in ("ntf", "npr", "cnnspot", "ntf-effnet", "cnnspot-b11", "ntf-stage1-cifake")}, perts=perts)
 
 
 def step_logo_grid() -> None:
@@ -243,7 +245,7 @@ def step_ablations() -> None:
     from realjudge.evaluate.protocols import leave_one_generator_out
 
     protos = [p for p in leave_one_generator_out(_natural(), 0.3) if p.meta["held_out"] == ABLATION_PROTOCOL]
-    names = [k for k in VARIANTS if k not in ("ntf", "npr", "cnnspot-b11")]
+    names = [k for k in VARIANTS if k not in ("ntf", "npr", "cnnspot-b11", "ntf-stage1-cifake")]
     perts = parse_perturbation("jpeg:75") + parse_perturbation("downscale:0.5")
     _protocol_run("ablations", protos, {k: VARIANTS[k] for k in names}, perts=perts)
 

@@ -165,3 +165,25 @@ def test_fused_ntf_bundle_joins_an_ensemble_with_its_fusion(tmp_path, patch_fold
         assert torch.allclose(ens.model(x), (a.model(x) + b.model(x)) / 2, atol=1e-5)
     with pytest.raises(UsageError, match="cannot join an ensemble"):
         combine([str(ens_dir), str(ntf_bundle)], tmp_path / "nested", "nested")
+
+
+def test_stage1_sources_take_only_the_reals_of_a_labelled_source(tmp_path, patch_folder):
+    from realjudge.errors import SourceError
+    from realjudge.preprocess import InputPolicy
+    from realjudge.train.config import TrainConfig
+    from realjudge.train.data import load_stage1_reals
+
+    os.environ["REALJUDGE_CACHE"] = str(tmp_path / "cache")
+    policy = InputPolicy(kind="crop", size=32, crops=1)
+    n_real = len(list((patch_folder / "real").iterdir()))
+
+    def reals(spec, **extra):
+        cfg = TrainConfig(arch="ntf", sources=[{"path": str(patch_folder)}], stage1_sources=[spec], val_fraction=0.25, **extra)
+        return load_stage1_reals(cfg, policy, progress=False)
+
+    labelled = reals({"path": str(patch_folder)})  # flat real/ + fake/: the fakes must stay out
+    unlabelled = reals({"path": str(patch_folder / "real")})  # an unlabelled folder counts as real
+    assert 0 < len(labelled) == len(unlabelled) <= n_real
+    assert len(reals({"path": str(patch_folder)}, stage1_subset=5)) <= 5  # a random part of a large source
+    with pytest.raises(SourceError, match="real images only"):
+        reals({"path": str(patch_folder / "fake"), "label": "fake"})

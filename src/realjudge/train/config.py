@@ -55,6 +55,7 @@ class TrainConfig:
     stage1_epochs: int | None = None  # None: the model's own default (NTF: 3; one-stage models: 0)
     stage1_lr: float | None = None
     stage1_sources: list[SourceSpec] = field(default_factory=list)
+    stage1_subset: int | None = None  # at most this many images from `stage1_sources`, drawn at random
     # Crop policies: `train_patches` random patches per training image (0 = the policy's fixed crops);
     # `patch_augment` ("rescale", "jpeg") changes each patch's scale / compression as it is cut, alike
     # for both classes, to hide the size and quality differences between them.
@@ -81,6 +82,7 @@ class TrainConfig:
         need(self.schedule in ("onecycle", "cosine", "constant"), f"schedule must be onecycle, cosine or constant, got {self.schedule!r}")
         need(self.monitor in ("val_loss", "val_accuracy"), f"monitor must be val_loss or val_accuracy, got {self.monitor!r}")
         need(self.subset is None or self.subset >= 4, f"subset must be >= 4, got {self.subset}")
+        need(self.stage1_subset is None or self.stage1_subset >= 1, f"stage1_subset must be >= 1, got {self.stage1_subset}")
         need(self.stage1_epochs is None or self.stage1_epochs >= 0, f"stage1_epochs must be >= 0, got {self.stage1_epochs}")
         need(self.stage1_lr is None or self.stage1_lr > 0, f"stage1_lr must be > 0, got {self.stage1_lr}")
         need(self.min_real_accuracy is None or 0.0 < self.min_real_accuracy <= 1.0,

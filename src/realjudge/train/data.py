@@ -59,8 +59,16 @@ def load_stage1_reals(cfg: TrainConfig, policy: InputPolicy, progress: bool) -> 
         return np.zeros((0, policy.size, policy.size, 3), np.uint8)
     samples: list[Sample] = []
     for spec in cfg.stage1_sources:
-        samples += open_source(spec.path, spec.layout, label=0)
-    samples = [s for s in samples if s.label == 0]
+        if spec.label == "fake":
+            raise SourceError(f"{spec.path}: stage 1 learns from real images only; a source labelled fake cannot join it")
+        found = open_source(spec.path, spec.layout, label=0 if spec.label == "real" else None)
+        # A labelled source (e.g. CIFAKE) gives its reals only; an unlabelled folder counts as real photographs.
+        samples += [s for s in found if s.label in (0, None)]
+    for s in samples:
+        s.label = 0
+    if cfg.stage1_subset is not None and len(samples) > cfg.stage1_subset:
+        rows = np.random.default_rng(cfg.seed).choice(len(samples), cfg.stage1_subset, replace=False)
+        samples = [samples[i] for i in np.sort(rows)]
     if policy.kind == "resize":
         data = load_arrays(samples, policy.size, policy.filter, progress=progress)
     else:
