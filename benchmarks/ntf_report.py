@@ -397,6 +397,10 @@ def _findings(parts: dict) -> list[str]:
         out.append("- The same bundles on the 64-crop grid, mean AP: " + ", ".join(
             f"{k} {v:.3f} ({v - means[k]:+.3f})" if k in means else f"{k} {v:.3f}" for k, v in grid.items())
             + f"; best: {max(grid, key=grid.get)}.")
+    if "ntf" in grid and "ntf-stage1-cifake" in grid:
+        verdict = "it helps" if grid["ntf-stage1-cifake"] > grid["ntf"] else "it does not help, so the shipped NTF model leaves them out"
+        out.append(f"- Stage 1 with 2,000 CIFAKE training reals added (32 px, padded into the patches): mean AP on the grid "
+                   f"{grid['ntf-stage1-cifake']:.3f} against {grid['ntf']:.3f} without; {verdict}.")
     ref = next((r for r in (logo.get("ntf") or {}).get("results", {}).values() if r["meta"].get("held_out") == ABLATION_PROTOCOL), None)
     if ref is not None and abl:
         deltas = []
@@ -608,7 +612,7 @@ def write() -> None:
           "the best single model and NTF + that CNNSpot lifted NTF's mean AP the most among pairs with NTF; it was then "
           "trained once with the NTF model's data pipeline and split. NTF stays in the pair on purpose: the protocol holds "
           "only Stable Diffusion versions, which share one autoencoder, while pixel residuals (NPR) are the evidence the "
-          "literature finds to carry across generator families; an ImageNet-pretrained trunk may also favour ImageNet-like "
+          "NPR paper (Tan et al., CVPR 2024) reports to carry across GAN and diffusion families; an ImageNet-pretrained trunk may also favour ImageNet-like "
           "real photographs.",
           "- The issue's targets on unseen generators (mean AP >= 0.90, Midjourney accuracy > 78.4% with reals > 90%) "
           "cannot be measured here: no such images are in the shared data and nothing can be downloaded.",
