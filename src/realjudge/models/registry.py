@@ -62,3 +62,15 @@ def create_model(name: str, **kwargs):
         return entry.builder(**kwargs)
     except (TypeError, ValueError) as err:
         raise UsageError(f"{name}: {err}") from None
+
+
+def architecture_only(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` for building a model whose weights are loaded right after (a bundle, an ensemble's
+    members): `pretrained` off, because the loaded weights replace any ImageNet initialisation, so
+    loading it would cost time and need the 17 MB weights package for nothing."""
+    kw = dict(kwargs)
+    if name == "ensemble":
+        kw["members"] = [m | {"arch_kwargs": architecture_only(m["arch"], m.get("arch_kwargs", {}))} for m in kw.get("members", [])]
+    elif "pretrained" in inspect.signature(get_entry(name).builder).parameters:
+        kw["pretrained"] = False
+    return kw
