@@ -570,7 +570,7 @@ def write() -> None:
          "The same bundles as the previous table, not retrained: each test image is scored on an 8x8 grid of 64 crops "
          "(the shipped detector's policy) instead of 5. Accuracies use thresholds calibrated for 5 crops; compare AP."),
         ("ablations", f"Ablations and encoders (protocol: sd14+sd15 -> {ABLATION_PROTOCOL})",
-         "Same protocol and data pipeline as the NTF row of the previous table; one change each."),
+         "Same protocol, data pipeline and 5 crops as the NTF row of the first leave-one-version-out table; one change each."),
         ("cifake", "CIFAKE validation split",
          f"Trained on {CIFAKE_PER_CLASS_TRAIN} images per class of CIFAKE's training side (the engine's hash split), tested on "
          f"{CIFAKE_PER_CLASS_TEST} per class of its validation side; 32-px inputs (one crop, no padding). The shipped `cifake` "
