@@ -22,6 +22,7 @@ import tarfile
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,14 +108,15 @@ def main() -> None:
         det = realjudge.load(args.model, device="cpu")
         shipped = measure(det, samples, args.workers, args.repeats)
 
-        # The paper's small CNN in the same pipeline (random weights: speed only).
+        # The paper's small CNN in the same pipeline (random weights: speed only), one view per image as in
+        # the paper: the shipped detector's test-time views are part of what its accuracy costs.
         from realjudge.bundle import BundleInfo
         from realjudge.models import create_model
 
         import torch
 
         cnn = create_model("cifake-cnn").eval().to(memory_format=torch.channels_last)
-        info = BundleInfo("paper-cnn", "cifake-cnn", {}, det.policy, det.calibration)
+        info = BundleInfo("paper-cnn", "cifake-cnn", {}, replace(det.policy, shifts=(), mirror=False), det.calibration)
         paper = measure(realjudge.Detector(cnn, info), samples, args.workers, args.repeats)
 
         t = time.perf_counter()
@@ -145,7 +147,7 @@ Command: `python benchmarks/detect_speed.py` ({os.cpu_count()} CPU cores, {args.
 | pipeline | decode floor (img/s) | model floor (img/s) | detect (img/s) | detect / slower floor | bound by |
 | --- | --- | --- | --- | --- | --- |
 | shipped `{det.name}` ({params:,} parameters) | {s['decode_floor_ips']:.0f} | {s['model_floor_ips']:.0f} | {s['detect_ips']:.0f} | {s['ratio_to_slower_floor']:.2f}x | {s['bound_by']} |
-| paper's CNN ({result['paper_cnn_params']:,} parameters) | {p['decode_floor_ips']:.0f} | {p['model_floor_ips']:.0f} | {p['detect_ips']:.0f} | {p['ratio_to_slower_floor']:.2f}x | {p['bound_by']} |
+| paper's CNN ({result['paper_cnn_params']:,} parameters, one view per image) | {p['decode_floor_ips']:.0f} | {p['model_floor_ips']:.0f} | {p['detect_ips']:.0f} | {p['ratio_to_slower_floor']:.2f}x | {p['bound_by']} |
 
 Target 1.25x of the slower floor: **{verdict}** for the shipped detector ({s['ratio_to_slower_floor']:.2f}x).
 The floors each have the whole machine to themselves. `detect` scores its first batch in one process
