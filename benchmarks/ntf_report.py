@@ -19,10 +19,10 @@ Steps:
 - logo: leave-one-generator-out on natural-train.zip (train on two SD versions, test on the third),
   NTF, NPR, CNNSpot and NTF with the EfficientNet-Lite0 encoder, small CPU configs.
 - logo-grid: the `logo` bundles re-scored with the shipped detector's 64-crop grid instead of the 5 crops
-  they were trained and calibrated with (no retraining; AP does not depend on the threshold).
-- logo-ensembles: on the same grid, every pair of `logo` models averaged in logit space (as
-  `realjudge ensemble` averages its members), mean AP over held-out versions: candidates for the
-  shipped natural detector, chosen on this protocol rather than on the natural validation split.
+  they were trained and calibrated with (no retraining; AP does not depend on the threshold); from
+  the same scores, every pair of them averaged in logit space (as `realjudge ensemble` averages its
+  members), mean AP over held-out versions: candidates for the shipped natural detector, chosen on
+  this protocol rather than on the natural validation split.
 - ablations: on the protocol sd14+sd15 -> sd21: no stage 1, no prototypes, plain SupCon, BCE only,
   EfficientNet-Lite0 (ImageNet) encoder, from-scratch raw-pixel encoder, CNNSpot.
 - cifake: NTF, NPR, CNNSpot trained on a CIFAKE subset and tested on a CIFAKE validation subset,
@@ -186,27 +186,9 @@ def step_logo() -> None:
 
 
 def step_logo_grid() -> None:
-    from dataclasses import replace
-
-    from realjudge.detector import load
-    from realjudge.evaluate.protocols import leave_one_generator_out, run_protocols
-
-    protos = leave_one_generator_out(_natural(), 0.3)
-    store = _load("logo-grid") or {}
-    for name in (_load("logo") or {}):
-        results = {}
-        for i, proto in enumerate(protos):
-            bundle = OUT / "logo" / name / f"run{i}" / "bundle"
-            if not bundle.exists():
-                continue
-            det = load(str(bundle), "cpu")
-            det.policy = replace(det.policy, crops=64)
-            results |= run_protocols([proto], None, OUT / "logo-grid" / name / f"run{i}", None, detector=det)
-        store[name] = {"results": results}
-        _save("logo-grid", store)
-
-
-def step_logo_ensembles() -> None:
+    """Each `logo` bundle scored once on the 64-crop grid. From those scores: its per-protocol results
+    (logo-grid.json) and every pair averaged in logit space, as `realjudge ensemble` averages its
+    members (logo-ensembles.json)."""
     from dataclasses import replace
     from itertools import combinations
 
@@ -214,30 +196,31 @@ def step_logo_ensembles() -> None:
     from sklearn.metrics import average_precision_score
 
     from realjudge.detector import load
-    from realjudge.evaluate.protocols import leave_one_generator_out
-    from realjudge.evaluate.run import score_samples
+    from realjudge.evaluate.protocols import leave_one_generator_out, protocol_record
+    from realjudge.evaluate.run import evaluate
 
     protos = leave_one_generator_out(_natural(), 0.3)
     names = list(_load("logo") or {})
+    grid: dict[str, dict] = {n: {"results": {}} for n in names}
     logits: dict[str, list[np.ndarray]] = {n: [] for n in names}
     labels = []
     for i, proto in enumerate(protos):
         for name in names:
             det = load(str(OUT / "logo" / name / f"run{i}" / "bundle"), "cpu")
             det.policy = replace(det.policy, crops=64)
-            p, kept, errors = score_samples(det, proto.test)
-            if errors:
-                raise SystemExit(f"logo-ensembles: {len(errors)} test images could not be read")
+            res, y, p = evaluate(det, proto.test)
+            grid[name]["results"][proto.name] = protocol_record(proto, res)
             p = np.clip(p, 1e-12, 1 - 1e-12)
             logits[name].append(det.calibration.temperature * np.log(p / (1 - p)))  # back to the model's own logit
-        labels.append(np.array([s.label for s in kept]))
-    rows = {}
+        labels.append(y)
+    _save("logo-grid", grid)
+    pairs = {}
     for k in (1, 2):
         for combo in combinations(names, k):
             aps = [float(average_precision_score(labels[i], np.mean([logits[n][i] for n in combo], 0)))
                    for i in range(len(protos))]
-            rows[" + ".join(combo)] = {"ap_per_protocol": dict(zip([p.name for p in protos], aps)), "mean_ap": float(np.mean(aps))}
-    _save("logo-ensembles", rows)
+            pairs[" + ".join(combo)] = {"ap_per_protocol": dict(zip([p.name for p in protos], aps)), "mean_ap": float(np.mean(aps))}
+    _save("logo-ensembles", pairs)
 
 
 def step_ablations() -> None:
@@ -355,7 +338,6 @@ def step_ship() -> None:
 
 
 STEPS = {"audit": step_audit, "ensemble": step_ensemble, "natural": step_natural, "logo": step_logo, "logo-grid": step_logo_grid,
-         "logo-ensembles": step_logo_ensembles,
          "ablations": step_ablations,
          "cifake": step_cifake, "cross": step_cross, "ship": step_ship}
 
@@ -439,6 +421,7 @@ def write() -> None:
     from realjudge.evaluate.protocols import generator_table
 
     parts = {k: _load(k) for k in STEPS if k not in ("ensemble", "ship")}  # those two write no measurements
+    parts["logo-ensembles"] = _load("logo-ensembles")  # written by the logo-grid step
     missing = [k for k, v in parts.items() if v is None]
     fig_dir = DOCS / "ntf"
     fig_dir.mkdir(parents=True, exist_ok=True)

@@ -85,8 +85,7 @@ class Detector:
         if len(batch) == 0:
             return np.zeros(0, np.float32)
         with torch.inference_mode():
-            x = self.policy.normalise(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-            return self.model(x).float().cpu().numpy()
+            return self.model(self.policy.model_input(batch, self.device)).float().cpu().numpy()
 
     def _records(self, prepared: list[Prepared], threshold: float) -> list[Record]:
         good = [p for p in prepared if p.error is None]

@@ -25,7 +25,6 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
     naming the members)."""
     from .bundle import load_bundle, write_bundle
     from .models.ensemble import Ensemble
-    from .models.registry import architecture_only
     from .train.config import TrainConfig
     from .train.data import load_split
     from .train.engine import (
@@ -56,7 +55,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
         raise UsageError("no validation data: give --data (the members' training sources)")
 
     members = [{"arch": info.arch, "arch_kwargs": info.arch_kwargs} for _, info in loaded]
-    model = Ensemble(architecture_only("ensemble", {"members": members})["members"])  # weights copied in below
+    model = Ensemble(members)
     for member, (net, _) in zip(model.members, loaded):
         member.load_state_dict(net.state_dict())
     model.eval()
@@ -84,8 +83,8 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
                      "training_config": info.meta.get("training_config", {})} for _, info in loaded],
         "member_val": member_metrics,
     }
-    cards = [info.meta.get(k) for _, info in loaded[:1] for k in ("intended_input", "failure_modes")]
-    extra = {"intended_input": cards[0] or "", "failure_modes": cards[1] or "",
+    first = loaded[0][1].meta
+    extra = {"intended_input": first.get("intended_input") or "", "failure_modes": first.get("failure_modes") or "",
              "notes": "Ensemble: the mean logit of " + ", ".join(f"`{m['name']}` ({m['val_accuracy_at_logit_0']:.4f} "
                                                                   "validation accuracy alone at logit 0)" for m in member_metrics)
                       + "; calibrated anew on the shared validation split."}

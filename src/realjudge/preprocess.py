@@ -134,6 +134,12 @@ class InputPolicy:
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return t.sub_(mean).div_(std)
 
+    def model_input(self, batch: np.ndarray, device="cpu"):
+        """uint8 views -> the normalised channels-last tensor every model here trains and predicts on."""
+        import torch
+
+        return self.normalise(batch).to(device).contiguous(memory_format=torch.channels_last)
+
 
 def shift_views(batch: np.ndarray, dx: int, dy: int) -> np.ndarray:
     """Translate N x H x W x C images by (dx, dy) pixels (right and down positive), filling by reflection

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -36,13 +34,9 @@ def _card(path: str | None) -> dict | None:
     if path is None:
         return None
     from ..errors import UsageError
+    from ..train.config import read_json_object
 
-    try:
-        card = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path}: card file not found") from None
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
-    if not isinstance(card, dict) or not all(isinstance(v, str) for v in card.values()):
+    card = read_json_object(path, "card")
+    if not all(isinstance(v, str) for v in card.values()):
         raise UsageError(f"{path}: a card must be a JSON object of strings")
     return card

@@ -136,6 +136,11 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def protocol_record(p: Protocol, result: dict[str, Any]) -> dict[str, Any]:
+    """One protocol's stored result: what was trained and tested, and the summary of its evaluation."""
+    return {"kind": p.kind, "meta": p.meta, "n_train": len(p.train), "n_test": len(p.test)} | summarise(result)
+
+
 def run_protocols(protocols: list[Protocol], cfg, out_dir: str | Path, perturbations=None, progress: bool = False,
                   detector=None) -> dict[str, Any]:
     """Train (unless `detector` is given: then it is evaluated as is) and evaluate every protocol.
@@ -153,7 +158,7 @@ def run_protocols(protocols: list[Protocol], cfg, out_dir: str | Path, perturbat
         if det is None:
             det, _ = train_detector(replace(cfg), p.train, out_dir / f"run{i}", f"{cfg.arch}-{i}", progress)
         res, _, _ = evaluate(det, p.test, perturbations)
-        results[p.name] = {"kind": p.kind, "meta": p.meta, "n_train": len(p.train), "n_test": len(p.test)} | summarise(res)
+        results[p.name] = protocol_record(p, res)
         path.write_text(json.dumps(results, indent=2, default=float))
     return results
 

@@ -52,8 +52,6 @@ class Explanation:
 
 def explain(detector, image: Any, method: str = "gradcam", target: str = "verdict", name: str | None = None) -> Explanation:
     """Explain one image (anything `decode` reads) with `detector` (a realjudge.Detector)."""
-    import torch
-
     from ..errors import UsageError
     from ..io.decode import decode
 
@@ -74,7 +72,7 @@ def explain(detector, image: Any, method: str = "gradcam", target: str = "verdic
     side = target
     if target == "verdict":
         side = "fake" if record.p_fake is not None and record.p_fake >= detector.threshold else "real"
-    x = detector.policy.normalise(view[None]).to(detector.device).contiguous(memory_format=torch.channels_last)
+    x = detector.policy.model_input(view[None], detector.device)
     heat = class_maps(detector.model, x, [1.0 if side == "fake" else -1.0], method)[0]
     return Explanation(heat, render_overlay(view, heat), method, record, side, view, notes)
 

@@ -115,13 +115,11 @@ def _group_order(name: str):
 def batch_maps(model, policy, pixels: np.ndarray, signs: np.ndarray, method: str = "gradcam",
                batch_size: int = 256, device: str = "cpu") -> np.ndarray:
     """Maps for many N x S x S x 3 uint8 views at once; `signs` +1 explains fake, -1 real."""
-    import torch
-
     from .gradcam import class_maps
 
     out = []
     for i in range(0, len(pixels), batch_size):
-        x = policy.normalise(pixels[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+        x = policy.model_input(pixels[i:i + batch_size], device)
         out.append(class_maps(model, x, signs[i:i + batch_size], method))
     return np.concatenate(out) if out else np.zeros((0,) + pixels.shape[1:3], np.float32)
 
@@ -135,7 +133,7 @@ def batch_gradcams(model, policy, pixels: np.ndarray, signs: np.ndarray, batch_s
 
     parts: dict[str, list[np.ndarray]] = {"gradcam": [], "gradcam++": []}
     for i in range(0, len(pixels), batch_size):
-        x = policy.normalise(pixels[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+        x = policy.model_input(pixels[i:i + batch_size], device)
         sign = torch.as_tensor(np.asarray(signs[i:i + batch_size], np.float32)).to(device)
         for k, v in gradcam_both(model, x, sign).items():
             parts[k].append(v)

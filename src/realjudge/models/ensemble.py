@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import create_model, register_model
+from .registry import architecture_only, create_model, register_model
 
 
 class Ensemble(nn.Module):
@@ -22,7 +22,9 @@ class Ensemble(nn.Module):
                 raise ValueError("each member must be {'arch': NAME, 'arch_kwargs': {...}}")
             if m["arch"] == "ensemble":
                 raise ValueError("members cannot be ensembles themselves")
-        self.members = nn.ModuleList(create_model(m["arch"], **m.get("arch_kwargs", {})) for m in members)
+        # Members always receive trained weights (from a bundle), so no pretrained initialisation is loaded.
+        self.members = nn.ModuleList(create_model(m["arch"], **architecture_only(m["arch"], m.get("arch_kwargs", {})))
+                                     for m in members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(0)

@@ -68,9 +68,6 @@ def architecture_only(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """`kwargs` for building a model whose weights are loaded right after (a bundle, an ensemble's
     members): `pretrained` off, because the loaded weights replace any ImageNet initialisation, so
     loading it would cost time and need the 17 MB weights package for nothing."""
-    kw = dict(kwargs)
-    if name == "ensemble":
-        kw["members"] = [m | {"arch_kwargs": architecture_only(m["arch"], m.get("arch_kwargs", {}))} for m in kw.get("members", [])]
-    elif "pretrained" in inspect.signature(get_entry(name).builder).parameters:
-        kw["pretrained"] = False
-    return kw
+    if "pretrained" not in inspect.signature(get_entry(name).builder).parameters:
+        return dict(kwargs)
+    return kwargs | {"pretrained": False}

@@ -110,18 +110,22 @@ class TrainConfig:
         return cls(**data)
 
 
+def read_json_object(path: str, what: str) -> dict[str, Any]:
+    """A JSON object from a user's file, or a one-line UsageError naming the file and `what` it is."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: {what} file not found") from None
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a {what} must be a JSON object")
+    return data
+
+
 def load_config(path: str | None, overrides: list[str] | None = None, **explicit: Any) -> TrainConfig:
     """Config file (JSON), then `key=value` overrides (values parsed as JSON when they parse), then flags."""
-    data: dict[str, Any] = {}
-    if path:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise UsageError(f"{path}: config file not found") from None
-        except json.JSONDecodeError as err:
-            raise UsageError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"{path}: a config must be a JSON object")
+    data: dict[str, Any] = read_json_object(path, "config") if path else {}
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep:

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import SourceError
 from ..io.cache import ArraySet, load_arrays
 from ..io.sources import Sample, is_validation, open_source, require_labels
-from ..preprocess import InputPolicy
+from ..preprocess import InputPolicy, shift_views
 from .config import TrainConfig
 
 
@@ -180,9 +180,9 @@ def _shift(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Translate each image by up to 1/8 of its side, filling with its reflection: pixels are only moved."""
     n, h, w = batch.shape[:3]
     m = max(1, min(h, w) // 8)
-    padded = np.pad(batch, ((0, 0), (m, m), (m, m), (0, 0)), mode="reflect")
-    dy, dx = rng.integers(0, 2 * m + 1, n), rng.integers(0, 2 * m + 1, n)
-    return np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    dy, dx = rng.integers(-m, m + 1, n), rng.integers(-m, m + 1, n)
+    # Negated offsets give exactly the crops of a reflect-padded batch this used to cut: seeded runs repeat.
+    return np.stack([shift_views(batch[i:i + 1], -int(dx[i]), -int(dy[i]))[0] for i in range(n)])
 
 
 def _cutout(batch: np.ndarray, rng: np.random.Generator) -> None:

@@ -172,7 +172,7 @@ class Trainer:
         return model, opt
 
     def _tensor(self, batch: np.ndarray):
-        return model_input(self.policy, batch, self.device)
+        return self.policy.model_input(batch, self.device)
 
     # ------------------------------------------------------------------ loop
     def fit(self, resume: bool = False, split: Split | None = None) -> dict[str, Any]:
@@ -420,13 +420,6 @@ def per_image(policy: InputPolicy, values: np.ndarray, labels: np.ndarray, ids: 
     return agg, lab
 
 
-def model_input(policy: InputPolicy, batch: np.ndarray, device="cpu"):
-    """uint8 views -> the normalised channels-last tensor every model here trains and predicts on."""
-    import torch
-
-    return policy.normalise(batch).to(device).contiguous(memory_format=torch.channels_last)
-
-
 def predict_logits(model, policy: InputPolicy, pixels: np.ndarray, device="cpu", batch_size: int = 512) -> np.ndarray:
     """Logits of model-sized uint8 views, with the policy's test-time views (shifts, mirror) averaged in
     exactly as Detector averages them at detection."""
@@ -437,7 +430,7 @@ def predict_logits(model, policy: InputPolicy, pixels: np.ndarray, device="cpu",
     with torch.inference_mode():
         for i in range(0, len(pixels), batch_size):
             variants = policy.test_time_views(pixels[i:i + batch_size])
-            logits = sum(model(model_input(policy, v, device)) for v in variants) / len(variants)
+            logits = sum(model(policy.model_input(v, device)) for v in variants) / len(variants)
             out.append(logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
