@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from realjudge.calibrate import Calibration, calibrate, fit_band, fit_temperature, fit_threshold
 from realjudge.evaluate.metrics import binary_metrics, grouped_metrics
@@ -45,6 +46,15 @@ def test_threshold_and_band():
     assert ((p[outside] >= t) == y[outside].astype(bool)).all()
 
 
+def test_band_stops_at_its_last_error_when_the_cap_comes_first():
+    # Two reals score 0.99: no band under the cap reaches them. The band takes in the one error near
+    # the threshold (a fake at 0.45) and stops there, so confident verdicts on either side stay.
+    y = np.array([0] * 50 + [1] * 50)
+    p = np.concatenate([np.linspace(0.0, 0.3, 48), [0.99, 0.99], [0.45], np.linspace(0.7, 1.0, 49)])
+    lo, hi = fit_band(p, y, 0.5, target_error=0.01, max_band_share=0.15)
+    assert 0.3 < lo <= 0.45 and 0.5 <= hi < 0.7
+
+
 def test_calibration_verdicts_use_band():
     cal = Calibration(1.0, 0.5, (0.4, 0.6))
     assert cal.verdicts(np.array([0.1, 0.5, 0.9])) == ["real", "uncertain", "fake"]
@@ -69,3 +79,25 @@ def test_real_accuracy_floor_raises_the_threshold_only_when_needed():
     # Already met at the balanced threshold: nothing moves.
     loose = calibrate(logits, labels, min_real_accuracy=0.1)
     assert loose.threshold == plain.threshold
+
+
+def test_real_accuracy_rule_fixes_the_false_positive_rate_and_reads_half():
+    from realjudge.errors import UsageError
+
+    rng = np.random.default_rng(1)
+    logits = np.r_[rng.normal(-2, 1, 200), rng.normal(2, 1, 200)]
+    y = np.r_[np.zeros(200), np.ones(200)]
+    bal = calibrate(logits, y)
+    fixed = calibrate(logits, y, min_real_accuracy=0.9, threshold_rule="real_accuracy")
+    assert fixed.threshold == 0.5 and fixed.rule == "real accuracy 0.9 (fixed)"
+    p = fixed.probability(logits)
+    assert np.mean(p[y == 0] < 0.5) == 0.9  # exactly the chosen share of reals is called real
+    assert fixed.temperature == bal.temperature and fixed.offset != 0.0
+    assert np.allclose(fixed.model_logit(p), logits)
+    assert Calibration.from_json(fixed.to_json()) == fixed
+    lo, hi = fixed.uncertain_band
+    assert lo <= 0.5 <= hi
+    with pytest.raises(UsageError, match="needs min_real_accuracy"):
+        calibrate(logits, y, threshold_rule="real_accuracy")
+    with pytest.raises(UsageError, match="threshold rule must be one of"):
+        calibrate(logits, y, min_real_accuracy=0.9, threshold_rule="f1")

@@ -19,14 +19,15 @@ CARD_FIELDS = ("intended_input", "failure_modes", "notes")
 
 
 def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] | None = None,
-            progress: bool = False, min_real_accuracy: float | None = None, card: dict | None = None) -> Path:
+            progress: bool = False, min_real_accuracy: float | None = None, card: dict | None = None,
+            threshold_rule: str = "balanced") -> Path:
     """Write an `ensemble` bundle of `bundles` to `out`; returns its folder. `card` may give the model
     card's `intended_input`, `failure_modes` and `notes` (default: the first member's, and a note
     naming the members)."""
     from .bundle import load_bundle, write_bundle
     from .models.ensemble import Ensemble
     from .train.config import TrainConfig
-    from .train.data import load_split
+    from .train.data import load_split, split_description
     from .train.engine import (
         calibrated_metrics,
         per_image,
@@ -67,7 +68,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
     # Each member is scored once: the ensemble's logit is, by its definition, the mean of theirs.
     member_logits = [predict_logits(net, policy, split.val.pixels) for net, _ in loaded]
     logits, labels = per_image(policy, np.mean(member_logits, axis=0), split.val.labels, split.val.ids)
-    cal, metrics = calibrated_metrics(logits, labels, min_real_accuracy)
+    cal, metrics = calibrated_metrics(logits, labels, min_real_accuracy, threshold_rule)
     member_metrics = []
     for ml, (_, info) in zip(member_logits, loaded):
         ml, _ = per_image(policy, ml, split.val.labels, split.val.ids)
@@ -78,7 +79,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
         "source_sha256": source_hashes(cfg),
         "n_train": loaded[0][1].meta.get("training", {}).get("n_train"),
         "n_val": int(len(split.val.labels)),
-        "val_split": f"sha256 of bytes, fraction {cfg.val_fraction}",
+        "val_split": split_description(cfg),
         "members": [{"name": info.name, "arch": info.arch, "training": info.meta.get("training", {}),
                      "training_config": info.meta.get("training_config", {})} for _, info in loaded],
         "member_val": member_metrics,

@@ -14,17 +14,21 @@ import click
 @click.option("--data", multiple=True, help="Labelled sources for the validation split (default: the first member's training sources).")
 @click.option("--min-real-accuracy", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Raise the threshold until this share of validation reals is called real.")
+@click.option("--threshold-rule", type=click.Choice(["balanced", "real_accuracy"]), default="balanced", show_default=True,
+              help="balanced: best balanced accuracy (raised to --min-real-accuracy); real_accuracy: exactly the "
+                   "threshold that keeps --min-real-accuracy of validation reals real.")
 @click.option("--card", "card_file", type=click.Path(dir_okay=False),
               help="JSON file with the model card's intended_input, failure_modes and notes.")
 @click.option("--progress/--no-progress", default=None)
-def command(bundles, out_dir, name, data, min_real_accuracy, card_file, progress):
+def command(bundles, out_dir, name, data, min_real_accuracy, threshold_rule, card_file, progress):
     """Average the logits of BUNDLES (two or more, same input policy and validation split) and
     calibrate the result on their validation split."""
     from ..bundle import load_bundle
     from ..ensemble import combine
 
     show = sys.stderr.isatty() if progress is None else progress
-    out = combine(list(bundles), out_dir, name, list(data) or None, show, min_real_accuracy, _card(card_file))
+    out = combine(list(bundles), out_dir, name, list(data) or None, show, min_real_accuracy, _card(card_file),
+                  threshold_rule)
     m = load_bundle(out)[1].meta["val_metrics"]
     click.echo(f"bundle: {out}")
     click.echo(f"validation: accuracy {m['accuracy']:.4f}, AUC {m['roc_auc']:.4f}, uncertain share {m['uncertain_share']:.4f}")

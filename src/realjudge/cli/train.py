@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -15,6 +16,9 @@ import click
 @click.option("--real", multiple=True, help="A source whose images are all real. Repeatable.")
 @click.option("--fake", multiple=True, help="A source whose images are all fake. Repeatable.")
 @click.option("--layout", default="auto", show_default=True, help="Layout of --data sources.")
+@click.option("--group-by", "group_by", default=None, metavar="REGEX",
+              help="Images whose paths give the same first capture group of REGEX stay on one side of the "
+                   "validation split (e.g. one prompt rendered by several generators).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (JSON values, dotted keys). Repeatable.")
 @click.option("--epochs", type=click.IntRange(1), default=None)
 @click.option("--batch-size", type=click.IntRange(2), default=None)
@@ -27,7 +31,7 @@ import click
 @click.option("--name", default=None, help="Detector name recorded in the bundle.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--progress/--no-progress", default=None)
-def command(arch, config_path, data, real, fake, layout, overrides, epochs, batch_size, lr, subset, seed, device,
+def command(arch, config_path, data, real, fake, layout, group_by, overrides, epochs, batch_size, lr, subset, seed, device,
             run_dir, out_dir, name, resume, progress):
     """Train ARCH (resnet, cifake-cnn, ntf, npr, cnnspot, efficientnet-lite0; see `realjudge models`)
     with the shared engine: validation split by content hash,
@@ -39,6 +43,9 @@ def command(arch, config_path, data, real, fake, layout, overrides, epochs, batc
         + [{"path": p, "label": "fake"} for p in fake]
     cfg = load_config(config_path, list(overrides), arch=arch, epochs=epochs, batch_size=batch_size, lr=lr,
                       subset=subset, seed=seed, device=device, name=name, sources=sources or None)
+    if group_by:
+        cfg.sources = [replace(s, group=group_by) for s in cfg.sources]
+        cfg.validate()
     name = cfg.name or cfg.arch
     run = Path(run_dir or Path("runs") / name)
     show = sys.stderr.isatty() if progress is None else progress

@@ -8,9 +8,10 @@
   the shared evaluation code (optionally under perturbations); `matrix_table` / `protocol_table`
   render Markdown, and the result dict is plain JSON.
 
-Reals and fakes are split by a salted hash of their bytes (`TEST_SALT`), so the protocol's test
-side never overlaps the training side, and the engine's own validation split (unsalted hash) works
-inside the training side unchanged.
+Reals and fakes are split by a salted hash of their bytes (`TEST_SALT`), or of their group where
+they have one (`io.sources.split_key`: one prompt rendered by several generators is one group), so
+the protocol's test side never overlaps the training side, not even by a near-duplicate picture; the
+engine's own validation split (unsalted hash) works inside the training side unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.sources import Sample, content_id, is_validation, iter_sample_bytes
+from ..io.sources import Sample, content_id, is_validation, iter_sample_bytes, split_key
 
 TEST_SALT = "protocol-test"
 VAL_SALT = "protocol-val"  # the training side's own validation split (calibration, fusion, early stopping)
@@ -49,17 +50,24 @@ def with_ids(samples: list[Sample]) -> list[Sample]:
 def is_test(s: Sample, fraction: float, salt: str = TEST_SALT) -> bool:
     """Test side of a protocol; `salt=""` reproduces the engine's validation split (to compare with a
     bundle trained by `realjudge train` on its validation images)."""
-    return is_validation(s.id, fraction, salt=salt)
+    return is_validation(split_key(s), fraction, salt=salt)
 
 
 def leave_one_generator_out(samples: list[Sample], test_fraction: float = 0.3) -> list[Protocol]:
+    """Ungrouped fakes: every fake of g is tested, every other fake trains. Grouped fakes (one prompt
+    rendered by several generators) follow their group's side: g's fakes are tested only from
+    test-side groups and the other generators' fakes train only from training-side groups, so the
+    held-out generator is never tested on a picture whose twin was trained on."""
     samples = with_ids(samples)
     reals = [s for s in samples if s.label == 0]
-    gens = sorted({s.generator for s in samples if s.label == 1 and s.generator})
+    fakes = [s for s in samples if s.label == 1]
+    gens = sorted({s.generator for s in fakes if s.generator})
     out = []
     for g in gens:
-        train = [s for s in reals if not is_test(s, test_fraction)] + [s for s in samples if s.label == 1 and s.generator != g]
-        test = [s for s in reals if is_test(s, test_fraction)] + [s for s in samples if s.label == 1 and s.generator == g]
+        train = [s for s in reals if not is_test(s, test_fraction)] + \
+            [s for s in fakes if s.generator != g and (s.group is None or not is_test(s, test_fraction))]
+        test = [s for s in reals if is_test(s, test_fraction)] + \
+            [s for s in fakes if s.generator == g and (s.group is None or is_test(s, test_fraction))]
         out.append(Protocol(f"train {'+'.join(x for x in gens if x != g)} -> test {g}", train, test, "leave-one-generator-out",
                             {"held_out": g}))
     return out
@@ -94,14 +102,14 @@ def balanced_subset(samples: list[Sample], per_class: int, seed: int = 0) -> lis
 
 
 def build_split(cfg, policy, train_samples: list[Sample], progress: bool = False):
-    """Engine Split from explicit samples: the training side is split again (hash salted with
+    """Engine Split from explicit samples: the training side is split again (split key salted with
     `VAL_SALT`) into training and validation; validation gets the policy's detection views."""
     from ..io.cache import load_arrays
     from ..train.data import Split, load_patches
 
     train_samples = with_ids(train_samples)
-    val = [s for s in train_samples if is_validation(s.id, cfg.val_fraction, salt=VAL_SALT)]
-    tr = [s for s in train_samples if not is_validation(s.id, cfg.val_fraction, salt=VAL_SALT)]
+    val = [s for s in train_samples if is_validation(split_key(s), cfg.val_fraction, salt=VAL_SALT)]
+    tr = [s for s in train_samples if not is_validation(split_key(s), cfg.val_fraction, salt=VAL_SALT)]
     if policy.kind == "resize":
         return Split(load_arrays(tr, policy.size, policy.filter, progress=progress),
                      load_arrays(val, policy.size, policy.filter, progress=progress))

@@ -1,7 +1,8 @@
 """Data sources: layouts on disk (folders, zips, tars, CSV manifests) turned into labelled samples.
 
 A `Sample` never carries its file name into a model: names, sizes and mtimes leak labels in public
-sets (CIFAKE numbers REAL and FAKE differently). Splits come from a hash of the bytes.
+sets (CIFAKE numbers REAL and FAKE differently). Splits come from a hash of the bytes, or of the
+sample's group where near-duplicates share one (`split_key`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Sample:
     source: str = ""
     generator: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Samples that must land on one side of every split (e.g. one prompt rendered by several
+    # generators: near-identical pictures that would otherwise leak content across the split).
+    group: str | None = None
     _id: str | None = field(default=None, repr=False)
 
     @property
@@ -55,6 +59,29 @@ class Sample:
 
 def content_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def split_key(s: Sample) -> str:
+    """What the validation and protocol splits hash: the sample's group when it has one, otherwise
+    its bytes (so byte-identical duplicates stay together either way)."""
+    return s.id if s.group is None else hashlib.sha256(f"group:{s.group}".encode()).hexdigest()
+
+
+def assign_groups(samples: list[Sample], pattern: str) -> None:
+    """Group the samples whose locator matches the regular expression `pattern` by its first capture
+    group (or the whole match); samples it does not match stay ungrouped."""
+    rx = compile_group_pattern(pattern)
+    for s in samples:
+        m = rx.search(s.locator)
+        if m:
+            s.group = m.group(1) if rx.groups else m.group(0)
+
+
+def compile_group_pattern(pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise SourceError(f"group pattern {pattern!r} is not a regular expression ({err})") from None
 
 
 def is_validation(sample_id: str, fraction: float, salt: str = "") -> bool:
@@ -298,8 +325,9 @@ def _manifest_samples(container: Container, manifest: str, source: str) -> list[
             raise SourceError(f"{container.root}: {manifest} line {i}: {row['path']} is not in the source")
         label = LABELS[raw] if raw else None
         gen = (row.get("generator") or "").strip() or None
-        meta = {k: v for k, v in row.items() if k not in ("path", "label", "generator") and v not in (None, "")}
-        s = Sample(container.locator(rel), label, row.get("source_name") or source, gen, meta)
+        meta = {k: v for k, v in row.items() if k not in ("path", "label", "generator", "group") and v not in (None, "")}
+        s = Sample(container.locator(rel), label, row.get("source_name") or source, gen, meta,
+                   (row.get("group") or "").strip() or None)
         if row.get("sha256"):
             meta["sha256"] = row["sha256"]
         out.append(s)
@@ -416,6 +444,6 @@ def expand_inputs(paths: list[str]) -> tuple[list[Sample], list[str]]:
 
 
 __all__ = [
-    "Sample", "open_source", "open_container", "expand_inputs", "iter_sample_bytes", "is_validation",
+    "Sample", "open_source", "open_container", "expand_inputs", "iter_sample_bytes", "is_validation", "split_key",
     "content_id", "require_labels", "LAYOUTS",
 ]

@@ -192,7 +192,7 @@ def _describe(det) -> dict:
     meta = det.info.meta
     return {"name": det.name, "arch": det.info.arch, "arch_kwargs": det.info.arch_kwargs,
             "threshold": det.threshold, "uncertain_band": list(det.calibration.uncertain_band),
-            "temperature": det.calibration.temperature, "input_policy": det.policy.to_json(),
+            "temperature": det.calibration.temperature, "logit_offset": det.calibration.offset, "input_policy": det.policy.to_json(),
             "val_metrics": meta.get("val_metrics", {}), "created_at": meta.get("created_at"),
             "card": det.info.card}
 

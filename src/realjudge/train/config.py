@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..calibrate import check_threshold_rule
+from ..errors import SourceError, UsageError
+from ..io.sources import compile_group_pattern
 
 
 @dataclass
@@ -15,6 +17,9 @@ class SourceSpec:
     path: str
     layout: str = "auto"
     label: str | None = None  # force "real" or "fake" for every image of an unlabelled source
+    # A regular expression searched in each image's path: images with the same first capture group
+    # form one group and land on one side of the validation split (see io.sources.split_key).
+    group: str | None = None
 
 
 @dataclass
@@ -43,6 +48,7 @@ class TrainConfig:
     # Calibration: raise the threshold until at least this share of the validation reals is called
     # real (None: the threshold of best balanced accuracy).
     min_real_accuracy: float | None = None
+    threshold_rule: str = "balanced"  # or "real_accuracy": the threshold that keeps min_real_accuracy (calibrate.py)
     seed: int = 0
     device: str = "auto"
     workers: int = 2
@@ -63,8 +69,8 @@ class TrainConfig:
     patch_augment: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        self.sources = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in self.sources]
-        self.stage1_sources = [s if isinstance(s, SourceSpec) else SourceSpec(**s) for s in self.stage1_sources]
+        self.sources = [_source_spec(s) for s in self.sources]
+        self.stage1_sources = [_source_spec(s) for s in self.stage1_sources]
         self.patch_augment = list(self.patch_augment)
         self.augment = list(self.augment)
         self.validate()
@@ -87,12 +93,21 @@ class TrainConfig:
         need(self.stage1_lr is None or self.stage1_lr > 0, f"stage1_lr must be > 0, got {self.stage1_lr}")
         need(self.min_real_accuracy is None or 0.0 < self.min_real_accuracy <= 1.0,
              f"min_real_accuracy must be in (0, 1], got {self.min_real_accuracy}")
+        try:
+            check_threshold_rule(self.threshold_rule, self.min_real_accuracy)
+        except UsageError as err:
+            need(False, str(err))
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         need(self.train_patches >= 0, f"train_patches must be >= 0, got {self.train_patches}")
         bad = [a for a in self.patch_augment if a not in ("rescale", "jpeg")]
         need(not bad, f"unknown patch augmentation(s) {bad}; known: rescale, jpeg")
-        for s in self.sources:
+        for s in self.sources + self.stage1_sources:
             need(s.label in (None, "real", "fake"), f"source label must be real or fake, got {s.label!r}")
+            if s.group is not None:
+                try:
+                    compile_group_pattern(s.group)
+                except SourceError as err:
+                    need(False, f"{s.path}: {err}")
         from ..evaluate.perturb import AUGMENTATIONS
 
         unknown = [a for a in self.augment if a not in AUGMENTATIONS]
@@ -108,6 +123,15 @@ class TrainConfig:
         if unknown:
             raise UsageError(f"config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**data)
+
+
+def _source_spec(spec: SourceSpec | dict[str, Any]) -> SourceSpec:
+    if isinstance(spec, SourceSpec):
+        return spec
+    known = {f.name for f in fields(SourceSpec)}
+    if not isinstance(spec, dict) or "path" not in spec or set(spec) - known:
+        raise UsageError(f"config: a source is an object with keys {', '.join(sorted(known))} (path required), got {spec!r}")
+    return SourceSpec(**spec)
 
 
 def read_json_object(path: str, what: str) -> dict[str, Any]:

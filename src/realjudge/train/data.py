@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import SourceError
 from ..io.cache import ArraySet, load_arrays
-from ..io.sources import Sample, is_validation, open_source, require_labels
+from ..io.sources import Sample, assign_groups, is_validation, open_source, require_labels, split_key
 from ..preprocess import InputPolicy, shift_views
 from .config import TrainConfig
 
@@ -19,7 +19,10 @@ def collect_samples(cfg: TrainConfig) -> list[Sample]:
     samples: list[Sample] = []
     for spec in cfg.sources:
         forced = None if spec.label is None else int(spec.label == "fake")
-        samples += open_source(spec.path, spec.layout, label=forced)
+        found = open_source(spec.path, spec.layout, label=forced)
+        if spec.group:
+            assign_groups(found, spec.group)
+        samples += found
     require_labels(samples, "training data")
     labels = {s.label for s in samples}
     if labels != {0, 1}:
@@ -33,8 +36,15 @@ class Split:
     val: ArraySet
 
 
+def split_description(cfg: TrainConfig) -> str:
+    """How the validation split was drawn, as a bundle records it."""
+    groups = [s.group for s in cfg.sources if s.group]
+    return f"sha256 of bytes, fraction {cfg.val_fraction}" + (
+        f"; images grouped by {', '.join(repr(g) for g in groups)} share one side" if groups else "")
+
+
 def split_arrays(data: ArraySet, val_fraction: float, subset: int | None, seed: int) -> Split:
-    val = np.array([is_validation(i, val_fraction) for i in data.ids], bool)
+    val = np.array([is_validation(split_key(s), val_fraction) for s in data.samples], bool)
     train_rows = np.flatnonzero(~val)
     if subset is not None and subset < len(train_rows):
         train_rows = np.sort(np.random.default_rng(seed).choice(train_rows, subset, replace=False))
@@ -62,6 +72,8 @@ def load_stage1_reals(cfg: TrainConfig, policy: InputPolicy, progress: bool) -> 
         if spec.label == "fake":
             raise SourceError(f"{spec.path}: stage 1 learns from real images only; a source labelled fake cannot join it")
         found = open_source(spec.path, spec.layout, label=0 if spec.label == "real" else None)
+        if spec.group:
+            assign_groups(found, spec.group)
         # A labelled source (e.g. CIFAKE) gives its reals only; an unlabelled folder counts as real photographs.
         samples += [s for s in found if s.label in (0, None)]
     for s in samples:
@@ -73,7 +85,7 @@ def load_stage1_reals(cfg: TrainConfig, policy: InputPolicy, progress: bool) -> 
         data = load_arrays(samples, policy.size, policy.filter, progress=progress)
     else:
         data = load_patches(samples, policy, progress, cfg.train_patches, cfg.val_fraction, cfg.patch_augment, cfg.seed)
-    keep = np.array([not is_validation(i, cfg.val_fraction) for i in data.ids], bool)
+    keep = np.array([not is_validation(split_key(s), cfg.val_fraction) for s in data.samples], bool)
     return data.pixels[keep]
 
 
@@ -95,9 +107,10 @@ def load_patches(samples: list[Sample], policy: InputPolicy, progress: bool, tra
             errors.append(str(blob))
             continue
         cid = content_id(blob)
+        s._id = cid
         try:
             pixels = decode_bytes(blob, s.locator).pixels
-            if train_patches and not is_validation(cid, val_fraction):
+            if train_patches and not is_validation(split_key(s), val_fraction):
                 views = random_patches(pixels, policy, train_patches, patch_augment,
                                        np.random.default_rng([seed, int(cid[:12], 16)]))
             else:
@@ -105,7 +118,6 @@ def load_patches(samples: list[Sample], policy: InputPolicy, progress: bool, tra
         except Exception as err:  # DecodeError, or a policy error on an odd image
             errors.append(str(err))
             continue
-        s._id = cid
         for v in views:
             patches.append(v)
             labels.append(s.label)

@@ -24,7 +24,7 @@ from ..evaluate.metrics import binary_metrics
 from ..models.registry import create_model, get_entry
 from ..preprocess import InputPolicy
 from .config import TrainConfig
-from .data import Split, augment_batch, load_split, load_stage1_reals
+from .data import Split, augment_batch, load_split, load_stage1_reals, split_description
 
 
 def library_versions() -> dict[str, str]:
@@ -375,14 +375,14 @@ class Trainer:
             extra["score_fusion"] = {"inputs": ["head_logit", "s_trace"], "weights": self.model.fit_fusion(parts, labels),
                                      "fitted_on": "validation split, per image"}
         logits, labels = self._per_image(self.predict_logits(self.model, split.val.pixels), split.val.labels, split.val.ids)
-        cal, metrics = calibrated_metrics(logits, labels, self.cfg.min_real_accuracy)
+        cal, metrics = calibrated_metrics(logits, labels, self.cfg.min_real_accuracy, self.cfg.threshold_rule)
         training = {
             "sources": [s.__dict__ for s in self.cfg.sources],
             "source_sha256": source_hashes(self.cfg),
             "n_train": int(len(split.train.labels)),
             "init_from": self.cfg.init_from,
             "n_val": int(len(split.val.labels)),
-            "val_split": f"sha256 of bytes, fraction {self.cfg.val_fraction}",
+            "val_split": split_description(self.cfg),
             "history": json.loads((self.run_dir / "history.json").read_text()),
         }
         if (self.run_dir / "stage1.json").exists():
@@ -392,9 +392,10 @@ class Trainer:
                             val_metrics=metrics, extra=extra)
 
 
-def calibrated_metrics(logits: np.ndarray, labels: np.ndarray, min_real_accuracy: float | None = None):
+def calibrated_metrics(logits: np.ndarray, labels: np.ndarray, min_real_accuracy: float | None = None,
+                       threshold_rule: str = "balanced"):
     """Calibrate per-image validation logits; the bundle's validation metrics at that calibration."""
-    cal = calibrate(logits, labels, min_real_accuracy=min_real_accuracy)
+    cal = calibrate(logits, labels, min_real_accuracy=min_real_accuracy, threshold_rule=threshold_rule)
     p = cal.probability(logits)
     metrics = binary_metrics(labels, p, cal.threshold)
     lo, hi = cal.uncertain_band
