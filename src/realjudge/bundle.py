@@ -68,7 +68,7 @@ Architecture `{meta['arch']}` {json.dumps(meta['arch_kwargs'])}, trained by real
 {policy}. {meta.get('intended_input', '')}
 
 ## Calibration (validation split)
-Temperature {cal['temperature']:.3f}; threshold {cal['threshold']:.4f} on p_fake, chosen for
+Temperature {cal['temperature']:.3f}{f"; logit offset {cal['offset']:+.3f} (the threshold reads 0.5)" if cal.get('offset') else ''}; threshold {cal['threshold']:.4f} on p_fake, chosen for
 {cal.get('rule', 'balanced accuracy')}; uncertain band ({cal['uncertain_band'][0]:.4f}, {cal['uncertain_band'][1]:.4f}).
 
 ## Validation metrics (fake = positive, at the calibrated threshold)

@@ -7,8 +7,9 @@
   whom calling a real photograph fake costs more than missing a fake.
 - Rule `real_accuracy` fixes the operating point instead: the lowest threshold that keeps
   `min_real_accuracy` of the validation reals real (a fixed false-positive rate). Balanced accuracy
-  over-fits a small validation split's gap between the classes; on generators left out of training
-  its threshold sits too high (docs/NTF.md, threshold rules). That threshold can lie far from 0.5,
+  puts the threshold wherever a small validation split's gap between the classes happens to be; on
+  generators left out of training, lower thresholds kept more fakes, but also called more processed
+  real photographs fake (docs/NTF.md, threshold rules). That threshold can lie far from 0.5,
   so the rule also stores a logit `offset` that moves it to p_fake = 0.5: a score reads the same
   way under every rule (at least 0.5 means fake), and the temperature still sets its spread.
 - `T` is searched in [0.2, 20]: separable validation data would otherwise drive it to zero.
@@ -156,11 +157,9 @@ def calibrate(logits: np.ndarray, labels: np.ndarray, target_error: float = 0.01
         cal.rule = f"real accuracy {min_real_accuracy:g} (fixed)"
     else:
         cal.threshold = fit_threshold(p, labels)
-    if min_real_accuracy is not None and threshold_rule == "balanced":
-        floor = real_accuracy_floor(p, labels, min_real_accuracy)
-        cal.rule = f"balanced accuracy, real accuracy at least {min_real_accuracy:g}"
-        if floor > cal.threshold:
-            cal.threshold = floor
+        if min_real_accuracy is not None:
+            cal.threshold = max(cal.threshold, real_accuracy_floor(p, labels, min_real_accuracy))
+            cal.rule = f"balanced accuracy, real accuracy at least {min_real_accuracy:g}"
     cal.uncertain_band = fit_band(p, labels, cal.threshold, target_error)
     if threshold_rule == "real_accuracy":
         # Same decisions, rescaled so that the threshold reads 0.5.
