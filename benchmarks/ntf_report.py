@@ -462,9 +462,10 @@ STEPS = {"audit": step_audit, "ensemble": step_ensemble, "natural": step_natural
 
 # ---------------------------------------------------------------------------------------- report
 def _model_logit(cal: dict, p: float) -> float:
-    import math
+    """A stored calibration's score `p` back on the model's own logit scale."""
+    from realjudge.calibrate import Calibration
 
-    return cal["temperature"] * math.log(p / (1 - p)) + cal.get("offset", 0.0)
+    return float(Calibration.from_json(cal).model_logit(p))
 
 
 def _f(v, nd=3) -> str:
