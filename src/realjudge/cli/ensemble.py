@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from ..calibrate import THRESHOLD_RULES
+
 
 @click.command("ensemble")
 @click.argument("bundles", nargs=-1, required=True)
@@ -14,7 +16,7 @@ import click
 @click.option("--data", multiple=True, help="Labelled sources for the validation split (default: the first member's training sources).")
 @click.option("--min-real-accuracy", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Raise the threshold until this share of validation reals is called real.")
-@click.option("--threshold-rule", type=click.Choice(["balanced", "real_accuracy"]), default="balanced", show_default=True,
+@click.option("--threshold-rule", type=click.Choice(THRESHOLD_RULES), default="balanced", show_default=True,
               help="balanced: best balanced accuracy (raised to --min-real-accuracy); real_accuracy: exactly the "
                    "threshold that keeps --min-real-accuracy of validation reals real.")
 @click.option("--card", "card_file", type=click.Path(dir_okay=False),

@@ -18,15 +18,19 @@ def collect_samples(cfg: TrainConfig) -> list[Sample]:
         raise SourceError("no training data: give at least one source")
     samples: list[Sample] = []
     for spec in cfg.sources:
-        forced = None if spec.label is None else int(spec.label == "fake")
-        found = open_source(spec.path, spec.layout, label=forced)
-        if spec.group:
-            assign_groups(found, spec.group)
-        samples += found
+        samples += _open_spec(spec, None if spec.label is None else int(spec.label == "fake"))
     require_labels(samples, "training data")
     labels = {s.label for s in samples}
     if labels != {0, 1}:
         raise SourceError(f"training data needs real and fake images; found only {'fake' if 1 in labels else 'real'}")
+    return samples
+
+
+def _open_spec(spec, label: int | None) -> list[Sample]:
+    """A configured source's samples, `label` forced when given, grouped by the source's pattern."""
+    samples = open_source(spec.path, spec.layout, label=label)
+    if spec.group:
+        assign_groups(samples, spec.group)
     return samples
 
 
@@ -71,9 +75,7 @@ def load_stage1_reals(cfg: TrainConfig, policy: InputPolicy, progress: bool) -> 
     for spec in cfg.stage1_sources:
         if spec.label == "fake":
             raise SourceError(f"{spec.path}: stage 1 learns from real images only; a source labelled fake cannot join it")
-        found = open_source(spec.path, spec.layout, label=0 if spec.label == "real" else None)
-        if spec.group:
-            assign_groups(found, spec.group)
+        found = _open_spec(spec, 0 if spec.label == "real" else None)
         # A labelled source (e.g. CIFAKE) gives its reals only; an unlabelled folder counts as real photographs.
         samples += [s for s in found if s.label in (0, None)]
     for s in samples:
