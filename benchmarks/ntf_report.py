@@ -1,11 +1,15 @@
-"""Measure NTF against NPR, CNNSpot and the CIFAKE network, and write docs/NTF.md.
+"""Measure NTF against NPR, CNNSpot and the CIFAKE network on Stable Diffusion data, and write docs/NTF-SD.md.
 
-    python benchmarks/ntf_report.py run audit logo logo-grid thresholds ensemble natural ablations cifake cross ship
+The earlier, Stable-Diffusion-only study (natural-train.zip alone). The shipped `natural` detector
+is now built and measured by `benchmarks/natural_report.py` (docs/NTF.md); this script's pair is
+`natural-sd` (configs/natural-sd.json + configs/natural-cnnspot.json, configs/natural-ensemble.json).
+
+    python benchmarks/ntf_report.py run audit logo logo-grid thresholds ensemble natural ablations cifake cross
     python benchmarks/ntf_report.py write
 
 `run STEP...` measures and stores JSON under runs/ntf_report/ (resumable: a finished protocol is
-not trained again); `write` renders docs/NTF.md and docs/ntf/ (figures + results.json) from
-whatever has been measured, and says which steps were not run. Every number in docs/NTF.md comes
+not trained again); `write` renders docs/NTF-SD.md and docs/ntf/ (figures + results.json) from
+whatever has been measured, and says which steps were not run. Every number in docs/NTF-SD.md comes
 from these files.
 
 Steps:
@@ -34,8 +38,6 @@ Steps:
 - cifake: NTF, NPR, CNNSpot trained on a CIFAKE subset and tested on a CIFAKE validation subset,
   plus the shipped `cifake` network on the same images.
 - cross: CIFAKE-trained models on natural photographs and the natural-trained ones on CIFAKE.
-- ship: copy runs/natural-ensemble/bundle into src/realjudge/shipped/natural, its card extended with
-  the robustness figures of the `natural` step.
 """
 
 from __future__ import annotations
@@ -54,9 +56,9 @@ NATURAL = DATA / "natural-train.zip"
 CIFAKE = DATA / "cifake-train.tar.gz"
 OUT = ROOT / "runs" / "ntf_report"
 DOCS = ROOT / "docs"
-NATURAL_BUNDLE = ROOT / "runs" / "natural-ensemble" / "bundle"
+NATURAL_BUNDLE = ROOT / "runs" / "natural-sd-ensemble" / "bundle"
 ENSEMBLE_CONFIG = ROOT / "configs" / "natural-ensemble.json"
-NATURAL_CONFIG = ROOT / "configs" / "natural.json"
+NATURAL_CONFIG = ROOT / "configs" / "natural-sd.json"
 
 # Small configs: every protocol trains a model on a 2-core CPU in about a minute.
 SMALL_NTF = {
@@ -426,38 +428,10 @@ def step_cross() -> None:
         _save("cross", store)
 
 
-def step_ship() -> None:
-    """Copy runs/natural/bundle to src/realjudge/shipped/natural and add the measured robustness to its card."""
-    n = _load("natural")
-    if n is None:
-        raise SystemExit("ship: run the 'natural' step first (the card reports its robustness figures)")
-    dest = ROOT / "src" / "realjudge" / "shipped" / "natural"
-    dest.mkdir(parents=True, exist_ok=True)
-    from realjudge.bundle import _model_card
-
-    shutil.copy(NATURAL_BUNDLE / "model.safetensors", dest / "model.safetensors")
-    meta = json.loads((NATURAL_BUNDLE / "bundle.json").read_text())
-    # The card text follows configs/natural-ensemble.json as it is now (it names the weaknesses measured above).
-    meta |= json.loads(ENSEMBLE_CONFIG.read_text())["card"]
-    (dest / "bundle.json").write_text(json.dumps(meta, indent=2, default=float))
-    (dest / "MODEL_CARD.md").write_text(_model_card(meta))
-    s = n["summary"]
-    pp = s.get("perturbations", {})
-    rows = [("clean", s)] + [(k, pp[k]) for k in ("jpeg:75", "downscale:0.5", "social:0.5", "jpeg:50", "blur:1", "webp:75")
-                             if k in pp]
-    card = (dest / "MODEL_CARD.md").read_text()
-    card += ("\n## Robustness (validation split, perturbation applied alike to real and fake images)\n"
-             "| condition | AP | real accuracy | fake accuracy |\n| --- | --- | --- | --- |\n"
-             + "".join(f"| {k} | {_f(v['ap'])} | {_f(v['real_accuracy'])} | {_f(v['fake_accuracy'])} |\n" for k, v in rows)
-             + "\nPer-generator curves and protocols: docs/NTF.md (benchmarks/ntf_report.py).\n")
-    (dest / "MODEL_CARD.md").write_text(card)
-    print(f"shipped {dest} ({sum(f.stat().st_size for f in dest.iterdir()) / 1e6:.1f} MB)")
-
-
 STEPS = {"audit": step_audit, "ensemble": step_ensemble, "natural": step_natural, "logo": step_logo, "logo-grid": step_logo_grid,
          "ablations": step_ablations, "thresholds": step_thresholds,
          "threshold-reals": step_threshold_reals,
-         "cifake": step_cifake, "cross": step_cross, "ship": step_ship}
+         "cifake": step_cifake, "cross": step_cross}
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -562,7 +536,7 @@ def _findings(parts: dict) -> list[str]:
 def write() -> None:
     from realjudge.evaluate.protocols import generator_table
 
-    parts = {k: _load(k) for k in STEPS if k != "ship"}  # ship writes no measurements
+    parts = {k: _load(k) for k in STEPS}
     parts["logo-ensembles"] = _load("logo-ensembles")  # written by the logo-grid step
     missing = [k for k, v in parts.items() if v is None]
     fig_dir = DOCS / "ntf"
@@ -796,8 +770,8 @@ def write() -> None:
           "real data and GPUs. The comparisons here are between methods under one cheap budget, not reproductions.", ""]
     if missing:
         L += ["## Not run", "", "Steps without results in this build of the page: " + ", ".join(missing) + ".", ""]
-    (DOCS / "NTF.md").write_text("\n".join(L) + "\n")
-    print(f"wrote {DOCS / 'NTF.md'}" + (f" (missing: {', '.join(missing)})" if missing else ""))
+    (DOCS / "NTF-SD.md").write_text("\n".join(L) + "\n")
+    print(f"wrote {DOCS / 'NTF-SD.md'}" + (f" (missing: {', '.join(missing)})" if missing else ""))
 
 
 def main(argv: list[str]) -> None:

@@ -73,6 +73,38 @@ def leave_one_generator_out(samples: list[Sample], test_fraction: float = 0.3) -
     return out
 
 
+def leave_one_family_out(samples: list[Sample], family_of, train_only=lambda s: False, test_fraction: float = 0.3,
+                         only_train_only: bool = False) -> list[Protocol]:
+    """Generator families instead of generators: for each family F (`family_of(fake)`), train on the
+    other families' fakes and test on F's fakes against the test-side reals. Samples for which
+    `train_only` holds (fakes synthesized from real photographs, and their real copies) join every
+    training side and never a test; their test-side pairs are dropped, because a pair shares its
+    original photograph's side (`split_key`), so no test real is ever seen as a training fake.
+
+    `only_train_only=True` adds one more protocol: train on the train-only fakes alone (no public fake
+    at all), test on every family."""
+    samples = with_ids(samples)
+    keep = [s for s in samples if not is_test(s, test_fraction) or not train_only(s)]
+    reals = [s for s in keep if s.label == 0]
+    fakes = [s for s in keep if s.label == 1]
+    public = [s for s in fakes if not train_only(s)]
+    fams = sorted({family_of(s) for s in public})
+    train_reals = [s for s in reals if not is_test(s, test_fraction)]
+    test_reals = [s for s in reals if is_test(s, test_fraction) and not train_only(s)]
+    synth = [s for s in fakes if train_only(s)]
+    out = []
+    for fam in fams:
+        train = train_reals + synth + [s for s in public if family_of(s) != fam and
+                                       (s.group is None or not is_test(s, test_fraction))]
+        test = test_reals + [s for s in public if family_of(s) == fam and (s.group is None or is_test(s, test_fraction))]
+        out.append(Protocol(f"leave out {fam}", train, test, "leave-one-family-out", {"held_out": fam}))
+    if only_train_only and synth:
+        out.append(Protocol("synthesized fakes only -> every public family", train_reals + synth,
+                            test_reals + [s for s in public if s.group is None or is_test(s, test_fraction)],
+                            "synthesized-only", {"held_out": "all"}))
+    return out
+
+
 def cross_dataset(groups: dict[str, list[Sample]], test_fraction: float = 0.3) -> list[Protocol]:
     groups = {k: with_ids(v) for k, v in groups.items()}
     out = []

@@ -63,7 +63,7 @@ class TrainConfig:
     stage1_sources: list[SourceSpec] = field(default_factory=list)
     stage1_subset: int | None = None  # at most this many images from `stage1_sources`, drawn at random
     # Crop policies: `train_patches` random patches per training image (0 = the policy's fixed crops);
-    # `patch_augment` ("rescale", "jpeg") changes each patch's scale / compression as it is cut, alike
+    # `patch_augment` ("rescale", "upscale", "jpeg") changes each patch's scale / compression as it is cut, alike
     # for both classes, to hide the size and quality differences between them.
     train_patches: int = 0
     patch_augment: list[str] = field(default_factory=list)
@@ -99,8 +99,8 @@ class TrainConfig:
             need(False, str(err))
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         need(self.train_patches >= 0, f"train_patches must be >= 0, got {self.train_patches}")
-        bad = [a for a in self.patch_augment if a not in ("rescale", "jpeg")]
-        need(not bad, f"unknown patch augmentation(s) {bad}; known: rescale, jpeg")
+        bad = [a for a in self.patch_augment if a not in ("rescale", "upscale", "jpeg")]
+        need(not bad, f"unknown patch augmentation(s) {bad}; known: rescale, upscale, jpeg")
         for s in self.sources + self.stage1_sources:
             need(s.label in (None, "real", "fake"), f"source label must be real or fake, got {s.label!r}")
             if s.group is not None:

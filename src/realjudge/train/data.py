@@ -133,9 +133,12 @@ def load_patches(samples: list[Sample], policy: InputPolicy, progress: bool, tra
 def random_patches(pixels: np.ndarray, policy: InputPolicy, n: int, augment, rng: np.random.Generator) -> list[np.ndarray]:
     """`n` random `policy.size` patches of one image, never upsampled (small images are padded first).
 
-    "rescale": half of the patches come from the image downscaled by a random factor in [0.5, 1)
-    (cut a larger square, shrink it to the patch), so native size is not a cue; "jpeg": 70% of the
-    patches are re-encoded at a random quality in [60, 95], alike for every class.
+    "upscale": a fifth of the patches come from the image enlarged by a random factor in (1, 2]
+    (cut a smaller square, enlarge it bicubically), so that interpolation, which every enlarged
+    photograph shows, is not taken for a generator's upsampling; "rescale": half of the other
+    patches come from the image downscaled by a random factor in [0.5, 1) (cut a larger square,
+    shrink it to the patch), so native size is not a cue; "jpeg": 70% of the patches are re-encoded
+    at a random quality in [60, 95]. All alike for every class.
     """
     from ..evaluate import perturb
     from PIL import Image
@@ -149,7 +152,9 @@ def random_patches(pixels: np.ndarray, policy: InputPolicy, n: int, augment, rng
     out = []
     for _ in range(n):
         side = s
-        if "rescale" in augment and rng.random() < 0.5:
+        if "upscale" in augment and rng.random() < 0.2:
+            side = max(8, int(round(s / rng.uniform(1.0, 2.0))))
+        elif "rescale" in augment and rng.random() < 0.5:
             side = min(h, w, int(round(s / rng.uniform(0.5, 1.0))))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         patch = pixels[y:y + side, x:x + side]
