@@ -6,9 +6,26 @@ from .detector import Detector, Record, load  # noqa: E402
 from .errors import DecodeError, RealjudgeError, UsageError  # noqa: E402
 
 
-def detect(inputs, model: str = "cifake", threshold: float | None = None):
-    """Score images with a detector loaded once per model name (like rembg's `remove`)."""
-    return _session(model).predict(inputs, threshold=threshold)
+def detect(inputs, model: str = "cifake", threshold: float | None = None, verdict: str = "pixels",
+           provenance: bool = True):
+    """Score images with a detector loaded once per model name (like rembg's `remove`).
+
+    Each record carries the file's `provenance` findings and `provenance_verdict` beside the pixel
+    verdict; `verdict="combined"` lets strong provenance override it (the record says so)."""
+    return _session(model).predict(inputs, threshold=threshold, verdict=verdict, provenance=provenance)
+
+
+def read_provenance(data_or_path):
+    """Every provenance finding of one file (a path or its bytes), without scoring it."""
+    from .io.decode import decode_bytes, read_file
+    from .provenance import read
+
+    data = data_or_path if isinstance(data_or_path, (bytes, bytearray)) else read_file(data_or_path)
+    try:
+        pixels = decode_bytes(bytes(data), str(data_or_path)[:200]).pixels
+    except DecodeError:
+        pixels = None  # metadata can still be read from a file whose pixels cannot
+    return read(bytes(data), pixels)
 
 
 _SESSIONS: dict[str, Detector] = {}
@@ -20,4 +37,4 @@ def _session(model: str) -> Detector:
     return _SESSIONS[model]
 
 
-__all__ = ["Detector", "Record", "load", "detect", "DecodeError", "RealjudgeError", "UsageError", "__version__"]
+__all__ = ["Detector", "Record", "load", "detect", "read_provenance", "DecodeError", "RealjudgeError", "UsageError", "__version__"]

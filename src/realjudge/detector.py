@@ -14,8 +14,10 @@ import numpy as np
 from .bundle import BundleInfo, load_bundle
 from .errors import UsageError
 from .io.decode import DEFAULT_MAX_PIXELS
+from .provenance import verdict as provenance_verdict
 
-RECORD_FIELDS = ("path", "p_fake", "verdict", "threshold", "model", "error")
+RECORD_FIELDS = ("path", "p_fake", "verdict", "threshold", "model", "error", "provenance_verdict", "provenance",
+                 "verdict_source", "pixel_verdict")
 
 
 @dataclass
@@ -31,6 +33,14 @@ class Record:
     logit: float | None = None
     preprocess: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    # What the file says about its origin (realjudge.provenance), beside the pixel score, never in it.
+    # None: not read (--no-provenance, or an input given as pixels rather than a file).
+    provenance: list[dict[str, Any]] | None = None
+    provenance_verdict: str | None = None
+    # "provenance" only under the explicit combined verdict, when the evidence overrode the pixels;
+    # `pixel_verdict` then keeps what the detector said.
+    verdict_source: str = "pixels"
+    pixel_verdict: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,6 +57,7 @@ class Prepared:
     note: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    provenance: list[dict[str, Any]] | None = None
 
 
 def _input_name(obj: Any, i: int) -> str:
@@ -99,11 +110,13 @@ class Detector:
         out = []
         for p in prepared:
             if p.error is not None:
-                out.append(Record(p.name, error=p.error, model=self.name, threshold=threshold))
+                out.append(Record(p.name, error=p.error, model=self.name, threshold=threshold, provenance=p.provenance,
+                                  provenance_verdict=provenance_verdict(p.provenance)))
                 continue
             i = next(scored)
             prob, logit = float(probs[i]), float(image_logits[i])
-            out.append(Record(p.name, prob, self._verdict(prob, threshold), threshold, self.name, None, logit, p.note, p.facts))
+            out.append(Record(p.name, prob, self._verdict(prob, threshold), threshold, self.name, None, logit, p.note, p.facts,
+                              p.provenance, provenance_verdict(p.provenance)))
         return out
 
     def _verdict(self, p: float, threshold: float) -> str:
@@ -113,23 +126,29 @@ class Detector:
         return "fake" if p >= threshold else "real"
 
     def predict(self, inputs: Any, names: list[str] | None = None, threshold: float | None = None,
-                batch_size: int = 256) -> Record | list[Record]:
-        """Score one input (returns a Record) or a list (returns a list of Records, in order)."""
+                batch_size: int = 256, verdict: str = "pixels", provenance: bool = True) -> Record | list[Record]:
+        """Score one input (returns a Record) or a list (returns a list of Records, in order).
+
+        `verdict="combined"` lets strong provenance override the pixel verdict (the record says so);
+        `provenance=False` skips reading it."""
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
         labels = names or [_input_name(o, i) for i, o in enumerate(items)]
         if len(labels) != len(items):
             raise UsageError(f"names: {len(labels)} names for {len(items)} inputs")
-        records = list(self.predict_iter(zip(items, labels), threshold=threshold, batch_size=batch_size))
+        records = list(self.predict_iter(zip(items, labels), threshold=threshold, batch_size=batch_size,
+                                         verdict=verdict, provenance=provenance))
         return records[0] if single else records
 
     def predict_iter(self, items: Iterable[tuple[Any, str]], threshold: float | None = None, batch_size: int = 256,
-                     workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Record]:
+                     workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS, verdict: str = "pixels",
+                     provenance: bool = True) -> Iterator[Record]:
         """Stream records for (input, name) pairs, in order; `workers` decoding processes."""
         from .router import Router
 
         det = self if threshold is None else Detector(self.model, self.info, self.device, threshold)
-        yield from Router({det.name: det}, det.name, det.name).predict_items(items, batch_size, workers, max_pixels)
+        router = Router({det.name: det}, det.name, det.name, provenance=provenance)
+        yield from router.predict_items(items, batch_size, workers, max_pixels, verdict=verdict)
 
     def explain(self, image: Any, method: str = "gradcam", target: str = "verdict", name: str | None = None):
         """Where the evidence lies: an Explanation with `.heatmap`, `.overlay`, `.record` (see realjudge.explain)."""

@@ -18,17 +18,20 @@ import numpy as np
 from .bundle import shipped_names
 from .detector import Detector, Prepared, Record, load
 from .errors import DecodeError, UsageError
-from .io.decode import DEFAULT_MAX_PIXELS, decode
+from .io.decode import DEFAULT_MAX_PIXELS, decode, read_file
+from .provenance import combine, read as read_provenance
 
 SMALL_SIDE = 64
 OVERLAP_SHARE = 0.25
+VERDICT_MODES = ("pixels", "combined")
 SMALL_MODEL, NATURAL_MODEL = "cifake", "natural"
 
 
 class Router:
-    def __init__(self, detectors: dict[str, Detector], small: str, large: str):
+    def __init__(self, detectors: dict[str, Detector], small: str, large: str, provenance: bool = True):
         self.detectors = detectors
         self.small, self.large = small, large
+        self.provenance = provenance
 
     def pick(self, width: int, height: int) -> Detector:
         return self.detectors[self.small if max(width, height) <= SMALL_SIDE else self.large]
@@ -38,7 +41,7 @@ class Router:
         return {n: d.policy for n, d in self.detectors.items()}
 
     def predict_samples(self, samples, batch_size: int = 256, workers: int | None = None,
-                        max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Record]:
+                        max_pixels: int = DEFAULT_MAX_PIXELS, verdict: str = "pixels") -> Iterator[Record]:
         """Records for data-source samples, in order.
 
         `workers=None` decides from the first batch, scored in this process: decoding moves to worker
@@ -46,25 +49,28 @@ class Router:
         processes and the model's threads compete for the same cores, so overlapping a cheap stage
         loses more than it gains (measured: benchmarks/detect_speed.py).
         """
+        _check_mode(verdict)
         items = ((s, s.locator) for s in samples)
         if workers is not None:
-            yield from self.predict_items(items, batch_size, workers, max_pixels)
+            yield from self.predict_items(items, batch_size, workers, max_pixels, verdict)
             return
         timing = {"decode": 0.0, "model": 0.0}
         first = list(itertools.islice(items, batch_size))
-        yield from self._score(map(_timed(_route_job, timing), ((o, n, self, max_pixels) for o, n in first)),
-                               batch_size, timing)
+        yield from _apply(verdict, self._score(map(_timed(_route_job, timing), ((o, n, self, max_pixels) for o, n in first)),
+                                               batch_size, timing))
         cores = os.cpu_count() or 1
         overlap = cores > 1 and timing["decode"] > OVERLAP_SHARE * timing["model"]
-        yield from self.predict_items(items, batch_size, cores if overlap else 0, max_pixels)
+        yield from self.predict_items(items, batch_size, cores if overlap else 0, max_pixels, verdict)
 
     def predict_items(self, items, batch_size: int = 256, workers: int = 0,
-                      max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Record]:
+                      max_pixels: int = DEFAULT_MAX_PIXELS, verdict: str = "pixels") -> Iterator[Record]:
         """Records for (input, name) pairs; an input is a Sample, a path, bytes, a PIL image or an array."""
+        _check_mode(verdict)
         jobs = ((obj, name, self, max_pixels) for obj, name in items)
         pool = ProcessPoolExecutor(workers) if workers > 0 else None
         try:
-            yield from self._score(pool.map(_route_job, jobs, chunksize=64) if pool else map(_route_job, jobs), batch_size)
+            scored = self._score(pool.map(_route_job, jobs, chunksize=64) if pool else map(_route_job, jobs), batch_size)
+            yield from _apply(verdict, scored)
         finally:
             if pool:
                 pool.shutdown(cancel_futures=True)
@@ -101,11 +107,21 @@ class Router:
 
     # Pickled into decode workers: only the policies travel, never the models.
     def __getstate__(self):
-        return {"small": self.small, "large": self.large, "sizes": {n: d.policy for n, d in self.detectors.items()}}
+        return {"small": self.small, "large": self.large, "sizes": {n: d.policy for n, d in self.detectors.items()},
+                "provenance": self.provenance}
 
     def __setstate__(self, state):
-        self.small, self.large = state["small"], state["large"]
+        self.small, self.large, self.provenance = state["small"], state["large"], state["provenance"]
         self.detectors = {n: _PolicyOnly(p) for n, p in state["sizes"].items()}
+
+
+def _check_mode(verdict: str) -> None:
+    if verdict not in VERDICT_MODES:
+        raise UsageError(f"verdict must be one of {', '.join(VERDICT_MODES)}, got {verdict!r}")
+
+
+def _apply(verdict: str, records: Iterator[Record]) -> Iterator[Record]:
+    return map(combine, records) if verdict == "combined" else records
 
 
 class _PolicyOnly:
@@ -130,27 +146,33 @@ def _route_job(args) -> tuple[Prepared, str | None]:
     if isinstance(obj, DecodeError):  # failed upstream (reading an archive member, a perturbation)
         return Prepared(name, None, error=str(obj)), None
     try:
-        d = decode(obj.read_bytes() if hasattr(obj, "read_bytes") else obj, name, max_pixels)
+        # The file is read once: the same bytes feed the decoder and the provenance readers.
+        data = obj.read_bytes() if hasattr(obj, "read_bytes") else (read_file(obj, name) if isinstance(obj, (str, os.PathLike)) else obj)
+        d = decode(data, name, max_pixels)
     except DecodeError as err:
         return Prepared(name, None, error=str(err)), None
+    # Pixels handed in as a PIL image or an array carry no file, so there is no provenance to read.
+    has_file = isinstance(data, (bytes, bytearray, memoryview))
+    provenance = [f.to_dict() for f in read_provenance(bytes(data), d.pixels)] if router.provenance and has_file else None
     h, w = d.pixels.shape[:2]
     model = router.small if max(w, h) <= SMALL_SIDE else router.large
     try:
         views, note = router.detectors[model].policy.views(d.pixels)
     except UsageError as err:
-        return Prepared(name, None, error=f"{name}: {err}"), model
-    return Prepared(name, np.stack(views), note, d.facts), model
+        return Prepared(name, None, error=f"{name}: {err}", provenance=provenance), model
+    return Prepared(name, np.stack(views), note, d.facts, provenance=provenance), model
 
 
-def load_for_inputs(model: str | None, device: str = "auto", threshold: float | None = None) -> Router:
+def load_for_inputs(model: str | None, device: str = "auto", threshold: float | None = None,
+                    provenance: bool = True) -> Router:
     """A router over one named model, or over the shipped small and natural detectors."""
     if model:
         det = load(model, device, threshold)
-        return Router({det.name: det}, det.name, det.name)
+        return Router({det.name: det}, det.name, det.name, provenance)
     shipped = shipped_names()
     if SMALL_MODEL not in shipped:
         raise UsageError("no shipped detector is installed; pass --model PATH to a bundle")
     dets = {SMALL_MODEL: load(SMALL_MODEL, device, threshold)}
     if NATURAL_MODEL in shipped:
         dets[NATURAL_MODEL] = load(NATURAL_MODEL, device, threshold)
-    return Router(dets, SMALL_MODEL, NATURAL_MODEL if NATURAL_MODEL in dets else SMALL_MODEL)
+    return Router(dets, SMALL_MODEL, NATURAL_MODEL if NATURAL_MODEL in dets else SMALL_MODEL, provenance)

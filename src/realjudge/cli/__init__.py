@@ -47,9 +47,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import detect, ensemble, evaluate, models, train
+    from . import detect, ensemble, evaluate, inspect, models, train
 
-    for mod in (detect, evaluate, train, models, ensemble):
+    for mod in (detect, inspect, evaluate, train, models, ensemble):
         main.add_command(mod.command)
     for optional in ("search", "explain", "generate", "serve", "data"):
         try:

@@ -9,7 +9,7 @@ import click
 from . import EXIT_USAGE
 
 
-def open_inputs(paths, model, device, threshold):
+def open_inputs(paths, model, device, threshold, provenance: bool = True):
     """(samples, missing, router). Missing paths are named on stderr; none at all is a usage error."""
     from ..io.sources import expand_inputs
     from ..router import load_for_inputs
@@ -19,4 +19,4 @@ def open_inputs(paths, model, device, threshold):
         click.echo(f"realjudge: error: {m}: no such file or folder", err=True)
     if missing and not samples:
         sys.exit(EXIT_USAGE)
-    return samples, missing, load_for_inputs(model, device=device, threshold=threshold)
+    return samples, missing, load_for_inputs(model, device=device, threshold=threshold, provenance=provenance)

@@ -25,15 +25,20 @@ def format_records(records, fmt: str) -> str:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
-        w.writerows(rows)
+        # A CSV cell holds one value: the findings travel as JSON text in their column.
+        w.writerows(r | {"provenance": None if r["provenance"] is None else json.dumps(r["provenance"])} for r in rows)
         return buf.getvalue()
     return "".join(table_line(r) + "\n" for r in records)
 
 
 def table_line(r) -> str:
+    from ..provenance import short
+
+    origin = short(r.provenance, r.provenance_verdict)
     if r.error:
-        return f"{'error':<9}  {'':>6}  {r.path}  ({r.error.removeprefix(r.path + ': ')})"
-    return f"{r.verdict:<9}  {r.p_fake:6.4f}  {r.path}  [{r.model}]"
+        return f"{'error':<9}  {'':>6}  {origin:<22}  {r.path}  ({r.error.removeprefix(r.path + ': ')})"
+    overridden = "*" if r.verdict_source == "provenance" else ""
+    return f"{r.verdict + overridden:<9}  {r.p_fake:6.4f}  {origin:<22}  {r.path}  [{r.model}]"
 
 
 @click.command("detect")
@@ -47,16 +52,23 @@ def table_line(r) -> str:
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False), default=None,
               help="Write a Grad-CAM overlay PNG per scored file into this folder.")
-def command(paths, model, threshold, fmt, batch_size, workers, device, progress, explain_dir):
+@click.option("--verdict", "verdict_mode", type=click.Choice(["pixels", "combined"]), default="pixels", show_default=True,
+              help="combined: strong provenance (C2PA, generator chunks, IPTC) overrides the pixel verdict, marked * and "
+                   "verdict_source=provenance.")
+@click.option("--provenance/--no-provenance", default=True, show_default=True,
+              help="Read C2PA, XMP, EXIF, PNG chunks and the SD watermark beside the pixel score.")
+def command(paths, model, threshold, fmt, batch_size, workers, device, progress, explain_dir, verdict_mode, provenance):
     """Score images: files, folders (recursive), globs and archives.
 
+    The table's third column is the file's provenance: its one-word verdict (ai, camera, none,
+    conflict) and the signals that decided it; `realjudge inspect FILE` shows every finding.
     Exit code 0 when every file was scored, 1 when some could not be read, 2 for a usage error.
     """
     from tqdm import tqdm
 
     from ._inputs import open_inputs
 
-    samples, missing, router = open_inputs(paths, model, device, threshold)
+    samples, missing, router = open_inputs(paths, model, device, threshold, provenance)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(samples), disable=not show, unit="img", file=sys.stderr, desc="detect")
     failed = 0
@@ -70,7 +82,7 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
     out = sys.stdout
     if fmt == "json":
         out.write("[")
-    for rec in router.predict_samples(samples, batch_size=batch_size, workers=workers):
+    for rec in router.predict_samples(samples, batch_size=batch_size, workers=workers, verdict=verdict_mode):
         bar.update(1)
         failed += rec.error is not None
         if rec.verdict:

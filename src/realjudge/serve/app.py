@@ -94,10 +94,13 @@ def create_app(models: Sequence[str] | Router | None = None, limits: Limits | No
               responses=openapi.DETECT_RESPONSES)
     async def detect(request: Request,
                      model: str | None = Query(None, description="A loaded model (default: picked by image size)."),
-                     threshold: float | None = Query(None, ge=0, le=1, description="Decision threshold on p_fake.")):
+                     threshold: float | None = Query(None, ge=0, le=1, description="Decision threshold on p_fake."),
+                     verdict: str | None = Query(None, pattern="^(pixels|combined)$",
+                                                 description="`combined`: strong provenance may override the pixel verdict.")):
         """Multipart (`file`, repeatable) or JSON with base64 images. 200 when at least one image was
-        scored (unreadable ones carry `error`), 422 when none was."""
-        query = {"model": model, "threshold": threshold}
+        scored (unreadable ones carry `error`), 422 when none was. Each result carries the file's
+        provenance findings beside the pixel verdict."""
+        query = {"model": model, "threshold": threshold, "verdict": verdict}
         outcome = await _run(request, limits, detect_job, query)
         if isinstance(outcome, Response):
             return outcome

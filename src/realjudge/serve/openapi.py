@@ -13,6 +13,8 @@ _IMAGE_BODY = {
                 "model": {"type": "string", "description": "Overrides the `model` query parameter."},
                 "threshold": {"type": "number", "minimum": 0, "maximum": 1,
                               "description": "Overrides the `threshold` query parameter."},
+                "verdict": {"type": "string", "enum": ["pixels", "combined"],
+                            "description": "Overrides the `verdict` query parameter."},
             },
         }},
         "application/json": {"schema": {
@@ -26,6 +28,7 @@ _IMAGE_BODY = {
                                             "description": "Base64 of the file's bytes (a data: URL works too)."}}}},
                 "model": {"type": "string"},
                 "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+                "verdict": {"type": "string", "enum": ["pixels", "combined"]},
             },
         }},
     },
@@ -46,7 +49,17 @@ _RECORD = {
         "logit": {"type": "number", "nullable": True},
         "preprocess": {"type": "string", "nullable": True, "description": "What was done to the pixels (resize, crops)."},
         "facts": {"type": "object", "description": "Format, size, mode, JPEG quality estimate."},
+        "provenance": {"type": "array", "nullable": True, "description": "What the file says about its origin "
+                       "(docs/PROVENANCE.md); never mixed into p_fake.", "items": {"type": "object", "properties": {
+                           "signal": {"type": "string"}, "says": {"type": "string", "enum": ["ai", "ai_edited", "camera", "unknown"]},
+                           "strength": {"type": "string", "enum": ["signed", "signed_untrusted", "claim", "hint"]},
+                           "detail": {"type": "object"}}}},
+        "provenance_verdict": {"type": "string", "enum": ["ai", "camera", "none", "conflict"], "nullable": True},
+        "verdict_source": {"type": "string", "enum": ["pixels", "provenance"],
+                           "description": "`provenance` only with verdict=combined, when the evidence overrode the pixels."},
+        "pixel_verdict": {"type": "string", "nullable": True, "description": "The detector's verdict, when overridden."},
         "timings": {"type": "object", "properties": {"decode_ms": {"type": "number"},
+                                                     "provenance_ms": {"type": "number", "nullable": True},
                                                      "model_ms": {"type": "number", "nullable": True}}},
     },
 }

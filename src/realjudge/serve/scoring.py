@@ -17,7 +17,8 @@ import numpy as np
 from ..detector import Detector, Record, load
 from ..errors import DecodeError, RealjudgeError, UsageError
 from ..io.decode import decode
-from ..router import Router, load_for_inputs
+from ..provenance import combine, read as read_provenance, verdict as provenance_verdict
+from ..router import VERDICT_MODES, Router, load_for_inputs
 from .uploads import ApiError, Submission, Upload, parse_body
 
 
@@ -86,7 +87,10 @@ def read_request(models: Models, body: bytes, content_type: str, query: dict[str
     model = sub.model if sub.model is not None else query.get("model")
     threshold = sub.threshold if sub.threshold is not None else query.get("threshold")
     det, value = resolve(models, model, threshold)
-    return sub.images, det, value
+    mode = sub.verdict if sub.verdict is not None else (query.get("verdict") or "pixels")
+    if mode not in VERDICT_MODES:
+        raise ApiError(400, f"verdict must be one of {', '.join(VERDICT_MODES)}, got {mode!r}")
+    return sub.images, det, value, mode
 
 
 def _ms(seconds: float) -> float:
@@ -99,7 +103,8 @@ def _check(deadline: float) -> None:
         raise TimeoutError("past the request's deadline")
 
 
-def score(models: Models, upload: Upload, det: Detector | None, threshold: float | None, max_pixels: int) -> dict:
+def score(models: Models, upload: Upload, det: Detector | None, threshold: float | None, max_pixels: int,
+          verdict: str = "pixels") -> dict:
     """One image to a record dict with its timings; an unreadable image gives a record with `error`."""
     t0 = time.perf_counter()
     try:
@@ -107,29 +112,36 @@ def score(models: Models, upload: Upload, det: Detector | None, threshold: float
     except DecodeError as err:
         shown = threshold if threshold is not None else (det.threshold if det else None)
         rec = Record(upload.name, error=str(err), model=det.name if det else None, threshold=shown)
-        return rec.to_dict() | {"timings": {"decode_ms": _ms(time.perf_counter() - t0), "model_ms": None}}
+        return rec.to_dict() | {"timings": {"decode_ms": _ms(time.perf_counter() - t0), "model_ms": None,
+                                            "provenance_ms": None}}
     t1 = time.perf_counter()
+    findings = [f.to_dict() for f in read_provenance(upload.data, decoded.pixels)]
+    t2 = time.perf_counter()
     h, w = decoded.pixels.shape[:2]
     chosen = models.pick(det, w, h)
     with models.locks[chosen.name]:
         rec = chosen.predict([decoded], names=[upload.name], threshold=threshold)[0]
-    return rec.to_dict() | {"timings": {"decode_ms": _ms(t1 - t0), "model_ms": _ms(time.perf_counter() - t1)}}
+    rec.provenance, rec.provenance_verdict = findings, provenance_verdict(findings)
+    if verdict == "combined":
+        rec = combine(rec)
+    return rec.to_dict() | {"timings": {"decode_ms": _ms(t1 - t0), "provenance_ms": _ms(t2 - t1),
+                                        "model_ms": _ms(time.perf_counter() - t2)}}
 
 
 def detect_job(models: Models, body: bytes, content_type: str, query: dict, max_files: int, max_pixels: int,
                deadline: float) -> list[dict]:
-    images, det, threshold = read_request(models, body, content_type, query, max_files)
+    images, det, threshold, verdict = read_request(models, body, content_type, query, max_files)
     results = []
     for upload in images:
         _check(deadline)
-        results.append(score(models, upload, det, threshold, max_pixels))
+        results.append(score(models, upload, det, threshold, max_pixels, verdict))
     return results
 
 
 def explain_job(models: Models, body: bytes, content_type: str, query: dict, max_files: int, max_pixels: int,
                 deadline: float) -> dict:
     """The heat-map overlay of one image as PNG bytes, with its record."""
-    images, det, threshold = read_request(models, body, content_type, query, max_files)
+    images, det, threshold, _verdict = read_request(models, body, content_type, query, max_files)
     if len(images) != 1:
         raise ApiError(400, f"explain takes exactly one image, got {len(images)}")
     try:

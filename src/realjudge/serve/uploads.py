@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 FILE_FIELD = "file"
-TEXT_FIELDS = ("model", "threshold")
+TEXT_FIELDS = ("model", "threshold", "verdict")
 MAX_TEXT_FIELD_BYTES = 1024
 MAX_NAME_CHARS = 200
 
@@ -43,6 +43,7 @@ class Submission:
     images: list[Upload] = field(default_factory=list)
     model: str | None = None
     threshold: str | float | None = None
+    verdict: str | None = None
 
 
 def clean_name(raw: str | None, index: int) -> str:
@@ -136,10 +137,10 @@ def parse_json(body: bytes, max_files: int) -> Submission:
         raise ApiError(400, f"body is not valid JSON ({err})") from None
     if not isinstance(doc, dict):
         raise ApiError(400, 'JSON body must be an object: {"images": [{"name": ..., "data": base64}], ...}')
-    unknown = set(doc) - {"images", "model", "threshold"}
+    unknown = set(doc) - {"images", "model", "threshold", "verdict"}
     if unknown:
         raise ApiError(400, f"unknown JSON field(s) {', '.join(sorted(map(repr, unknown)))}: "
-                            "expected 'images', 'model', 'threshold'")
+                            "expected 'images', 'model', 'threshold', 'verdict'")
     images = doc.get("images")
     if not isinstance(images, list) or not images:
         raise ApiError(400, "JSON field 'images' must be a non-empty list of {\"name\": ..., \"data\": base64}")
@@ -150,7 +151,10 @@ def parse_json(body: bytes, max_files: int) -> Submission:
         raise ApiError(400, "JSON field 'model' must be a string")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
         raise ApiError(400, "JSON field 'threshold' must be a number between 0 and 1")
-    return Submission([_json_image(item, i) for i, item in enumerate(images)], model, threshold)
+    verdict = doc.get("verdict")
+    if verdict is not None and not isinstance(verdict, str):
+        raise ApiError(400, "JSON field 'verdict' must be a string: 'pixels' or 'combined'")
+    return Submission([_json_image(item, i) for i, item in enumerate(images)], model, threshold, verdict)
 
 
 def _json_image(item, i: int) -> Upload:

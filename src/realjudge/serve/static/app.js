@@ -58,6 +58,45 @@ const MEANING = {
     `where the model's verdicts are unreliable: treat it as "cannot tell".`,
 };
 
+const PROVENANCE_WORDS = {
+  ai: "the file says it is AI-generated or AI-edited",
+  camera: "the file says it comes from a camera",
+  conflict: "the file's metadata contradicts itself",
+  none: "no deciding provenance metadata (most uploads have none; this says nothing either way)",
+};
+
+function describeFinding(f) {
+  const parts = Object.entries(f.detail || {})
+    .filter(([, v]) => v !== null && v !== undefined && v !== "" && !(Array.isArray(v) && v.length === 0))
+    .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : typeof v === "object" ? JSON.stringify(v) : v}`);
+  return parts.join("; ");
+}
+
+function showProvenance(card, r) {
+  if (r.provenance === null || r.provenance === undefined) return;
+  const box = $(".provenance", card);
+  const list = $(".evidence", box);
+  const head = document.createElement("li");
+  head.className = `evidence-verdict ${r.provenance_verdict}`;
+  head.textContent = `provenance: ${r.provenance_verdict}: ${PROVENANCE_WORDS[r.provenance_verdict] || ""}`;
+  list.append(head);
+  for (const f of r.provenance) {
+    const li = document.createElement("li");
+    const label = document.createElement("span");
+    label.className = `evidence-label ${f.strength}`;
+    label.textContent = `${f.signal}: ${f.says} (${f.strength.replace("_", " ")})`;
+    li.append(label, document.createTextNode(` ${describeFinding(f)}`));
+    list.append(li);
+  }
+  if (r.verdict_source === "provenance") {
+    const li = document.createElement("li");
+    li.className = "evidence-override";
+    li.textContent = `verdict set by provenance (combined mode); the pixels alone said ${r.pixel_verdict}`;
+    list.append(li);
+  }
+  box.hidden = false;
+}
+
 function showRecord(card, r) {
   const model = state.models[r.model];
   const band = model ? model.uncertain_band : null;
@@ -69,6 +108,7 @@ function showRecord(card, r) {
     $(".bar", card).hidden = true;
     $(".scale", card).hidden = true;
     $(".heat", card).hidden = true;
+    showProvenance(card, r);
     return false;
   }
   card.classList.add(r.verdict);
@@ -88,12 +128,14 @@ function showRecord(card, r) {
     $(".band", bar).hidden = true;
   }
   $(".meaning", card).textContent = MEANING[r.verdict](r, band);
+  showProvenance(card, r);
   const f = r.facts || {};
   addDetail(card, "model", r.model);
   addDetail(card, "image", [f.format, f.width && `${f.width}x${f.height}`, f.jpeg_quality && `JPEG q~${f.jpeg_quality}`]
     .filter(Boolean).join(", "));
   addDetail(card, "preprocessing", r.preprocess === "none" ? "none (native input size)" : r.preprocess);
-  if (r.timings) addDetail(card, "time", `decode ${fmt(r.timings.decode_ms, 1)} ms, model ${fmt(r.timings.model_ms, 1)} ms`);
+  if (r.timings) addDetail(card, "time", `decode ${fmt(r.timings.decode_ms, 1)} ms, provenance ${fmt(r.timings.provenance_ms, 1)} ms, ` +
+    `model ${fmt(r.timings.model_ms, 1)} ms`);
   return true;
 }
 
