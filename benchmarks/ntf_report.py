@@ -48,6 +48,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+import _store as store  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -110,13 +113,11 @@ def _cfg(overrides: dict):
 
 
 def _save(name: str, data) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{name}.json").write_text(json.dumps(data, indent=2, default=float))
+    store.save(OUT, name, data)
 
 
 def _load(name: str):
-    p = OUT / f"{name}.json"
-    return json.loads(p.read_text()) if p.exists() else None
+    return store.load(OUT, name)
 
 
 def _natural():

@@ -21,6 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _docs import write_section  # noqa: E402
+from detect_speed import best_of  # noqa: E402
 
 import realjudge  # noqa: E402
 from realjudge import provenance  # noqa: E402
@@ -48,24 +49,15 @@ def photo_jpeg(side: int, seed: int, with_exif: bool) -> bytes:
     return buf.getvalue()
 
 
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def measure(model: str, side: int, n: int, repeats: int) -> dict:
     det = realjudge.load(model)
     blobs = [photo_jpeg(side, i, i % 2 == 0) for i in range(n)]
     names = [f"img{i}.jpg" for i in range(n)]
     pixels = [decode_bytes(b).pixels for b in blobs]
     det.predict(blobs[:2], names=names[:2], provenance=False)  # warm-up: lazy set-up is not the pipeline's cost
-    off = best(lambda: det.predict(blobs, names=names, provenance=False), repeats)
-    alone = best(lambda: [provenance.read(b, p) for b, p in zip(blobs, pixels)], repeats)
-    on = best(lambda: det.predict(blobs, names=names), repeats)
+    off = best_of(repeats, lambda: det.predict(blobs, names=names, provenance=False))
+    alone = best_of(repeats, lambda: [provenance.read(b, p) for b, p in zip(blobs, pixels)])
+    on = best_of(repeats, lambda: det.predict(blobs, names=names))
     return {"model": model, "side": side, "n": n, "detect_ms": 1000 * off / n, "provenance_ms": 1000 * alone / n,
             "detect_with_ms": 1000 * on / n, "share": alone / off, "overhead": on / off - 1}
 

@@ -45,10 +45,10 @@ class DecoderSpec:
         return f"ae-{self.upsample}-f{self.factor}c{self.latent}"
 
 
-# The decoders shipped for `realjudge data synthesize`: every upsampler, 4x and 8x. 16 latent
-# channels because decoders this small, trained for minutes on a CPU, come out blurry with fewer
-# (4x4 channels: PSNR 19 dB, 12% of the real high-frequency energy), and blur is the one trace
-# no modern generator shows. Each decoder.json records the sharpness it reached.
+# The decoders shipped for `realjudge data synthesize`: every upsampler, 4x and 8x down, 16 latent
+# channels. Decoders this small, trained for minutes on a CPU, are blurry and lossy (their
+# decoder.json records PSNR and sharpness); 16 channels is the most the range allows, and keeps
+# the most detail.
 SHIPPED_SPECS = (
     DecoderSpec("nearest", 4, 16),
     DecoderSpec("transposed", 4, 16),
