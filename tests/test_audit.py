@@ -48,3 +48,12 @@ def test_cli_data_audit(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "WARNING" in res.stdout
     assert json.loads((tmp_path / "a.json").read_text())["shortcut"]["warning"] is True
+
+
+def test_cli_data_audit_names_unreadable_files_and_exits_1(tmp_path):
+    root = _biased(tmp_path / "d")
+    (root / "fake" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    res = subprocess.run([sys.executable, "-m", "realjudge", "data", "audit", str(root)], capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "1 file(s) could not be read:" in res.stdout and "broken.jpg" in res.stdout
+    assert any(line.startswith("realjudge: error:") and "broken.jpg" in line for line in res.stderr.splitlines())

@@ -189,3 +189,28 @@ def test_one_pass_gives_both_gradient_maps():
     both = gradcam_both(model, fakes, torch.ones(len(fakes)))
     for method in ("gradcam", "gradcam++"):
         np.testing.assert_allclose(both[method], class_maps(model, fakes, np.ones(len(fakes)), method), atol=1e-6)
+
+
+def test_notes_and_caption_say_what_was_explained(detector):
+    from dataclasses import replace
+
+    from realjudge.explain import describe_explained
+
+    img = make_images(1, seed=3, size=96)[1][0]
+    exp = detector.explain(img)
+    assert not any("centre crop" in n for n in exp.notes) and exp.coverage == 1.0 and exp.crops == []
+    assert describe_explained(exp).startswith("the whole image (resized 96x96->32x32")
+    plain = np.asarray(detector.explain(img).overlay)
+    assert plain.shape[0] == plain.shape[1] + 16  # the caption strip under the image
+    # A crop policy: every crop explained and stitched on the full frame, the rest greyed.
+    import realjudge
+
+    crops = realjudge.load(detector.info.path, device="cpu")
+    crops.policy = replace(crops.policy, kind="crop", crops=4, size=32)
+    wide = make_images(1, seed=5, size=200)[0][0]
+    exp = crops.explain(wide)
+    assert exp.heatmap.shape == (200, 200) and len(exp.crops) == 4
+    assert exp.coverage == pytest.approx(4 * 32 * 32 / 200 ** 2)
+    assert any("grey: not examined" in n for n in exp.notes)
+    assert {(c["x"], c["y"]) for c in exp.crops} == {(84, 84), (0, 0), (168, 0), (0, 168)}
+    assert exp.heatmap[100, 100] >= 0 and exp.heatmap[50, 120] == 0  # outside every crop: no evidence

@@ -242,7 +242,7 @@ def test_missing_generate_extra_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)
     res = invoke("--out", str(tmp_path / "out"))
     assert res.exit_code == 2
-    assert "pip install 'realjudge[generate]'" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "pip install -e '.[generate]'" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
 def test_blank_images_are_reported_not_saved(tiny_model, tmp_path, monkeypatch):

@@ -355,3 +355,18 @@ def test_cli_refuses_a_missing_model_before_listening(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert "unknown model" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_explain_says_which_part_was_explained(client, images):
+    resp = client.post("/v1/explain", files=files(("big.png", images["big.png"])))
+    assert resp.status_code == 200
+    assert resp.headers["x-realjudge-explained"].startswith("the whole image (resized 128x128->32x32")
+    assert float(resp.headers["x-realjudge-coverage"]) == 1.0
+    body = client.post("/v1/explain?format=json", files=files(("big.png", images["big.png"]))).json()
+    assert body["explained"].startswith("the whole image") and body["coverage"] == 1.0 and body["crops"] == []
+
+
+def test_pixel_limit_default_is_the_cli_one():
+    from realjudge.io.decode import DEFAULT_MAX_PIXELS
+
+    assert Limits().max_pixels == DEFAULT_MAX_PIXELS == 64_000_000

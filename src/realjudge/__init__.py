@@ -6,9 +6,12 @@ from .detector import Detector, Record, load  # noqa: E402
 from .errors import DecodeError, RealjudgeError, UsageError  # noqa: E402
 
 
-def detect(inputs, model: str = "cifake", threshold: float | None = None, verdict: str = "pixels",
+def detect(inputs, model: str | None = None, threshold: float | None = None, verdict: str = "pixels",
            provenance: bool = True):
     """Score images with a detector loaded once per model name (like rembg's `remove`).
+
+    With no `model` each image goes to the shipped detector its size picks, like `realjudge detect`
+    (both sides at most 64 px: `cifake`; larger: `natural`); every record names the model that scored it.
 
     Each record carries the file's `provenance` findings and `provenance_verdict` beside the pixel
     verdict; `verdict="combined"` lets strong provenance override it (the record says so)."""
@@ -28,13 +31,16 @@ def read_provenance(data_or_path):
     return read(bytes(data), pixels)
 
 
-_SESSIONS: dict[str, Detector] = {}
+_SESSIONS: dict[str, object] = {}
 
 
-def _session(model: str) -> Detector:
-    if model not in _SESSIONS:
-        _SESSIONS[model] = load(model)
-    return _SESSIONS[model]
+def _session(model):
+    key = "auto" if model in (None, "", "auto") else model
+    if not isinstance(key, str):
+        raise UsageError(f"model must be a shipped detector name, a bundle path or 'auto', got {model!r}")
+    if key not in _SESSIONS:
+        _SESSIONS[key] = load(key)
+    return _SESSIONS[key]
 
 
 __all__ = ["Detector", "Record", "load", "detect", "read_provenance", "DecodeError", "RealjudgeError", "UsageError", "__version__"]

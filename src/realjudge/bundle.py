@@ -69,7 +69,7 @@ Architecture `{meta['arch']}` {json.dumps(meta['arch_kwargs'])}, trained by real
 
 ## Calibration (validation split)
 Temperature {cal['temperature']:.3f}{f"; logit offset {cal['offset']:+.3f} (the threshold reads 0.5)" if cal.get('offset') else ''}; threshold {cal['threshold']:.4f} on p_fake, chosen for
-{cal.get('rule', 'balanced accuracy')}; uncertain band ({cal['uncertain_band'][0]:.4f}, {cal['uncertain_band'][1]:.4f}).
+{cal.get('rule', 'balanced accuracy')}; uncertain band ({cal['uncertain_band'][0]:.4f}, {cal['uncertain_band'][1]:.4f}).{band_fit_line(cal.get('band_fit'))}
 
 ## Validation metrics (fake = positive, at the calibrated threshold)
 | metric | value |
@@ -81,6 +81,24 @@ Confusion matrix [[TN, FP], [FN, TP]]: {m.get('confusion_matrix')}
 ## Known failure modes
 {meta.get('failure_modes', '- Images from generators, sizes or compression unlike the training data; scores there are not calibrated.')}
 {notes}"""
+
+
+def band_fit_line(fit: dict | None) -> str:
+    """The card's sentence on how the uncertain band was fitted and what it leaves decided ('' when unrecorded)."""
+    if not fit:
+        return ""
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    if fit.get("rule") == "local error rate":
+        how = (f"the scores whose local validation error rate (over the {fit.get('window')} images nearest in score) "
+               f"exceeds {fit.get('band_error')}")
+        if fit.get("threshold_interval"):
+            lo, hi = fit["threshold_interval"]
+            how += f", and at least ({lo:.4f}, {hi:.4f}), the {fit.get('min_width_from')}"
+    else:
+        how = f"the narrowest band outside which at most {fit.get('target_error')} of validation images are wrong"
+    return (f"\nBand: {how}. On the {fit.get('n')} validation images {pct(fit.get('coverage'))} lie outside it and get a "
+            f"verdict, {pct(fit.get('accuracy_outside'))} of those right; {pct(fit.get('error_inside'))} of the verdicts "
+            f"inside it would be wrong.")
 
 
 def write_bundle(out: str | Path, model, *, name: str, arch: str, arch_kwargs: dict, policy: InputPolicy,

@@ -175,7 +175,9 @@ def format_report(result: dict[str, Any]) -> str:
                          f"{sc['best']:.2f} >= {WARN_AT}). A detector can learn this shortcut: train on patches with "
                          "the same re-compression for both classes, evaluate on aligned data (--align).")
     if result["n_errors"]:
-        lines.append(f"{result['n_errors']} file(s) could not be read")
+        shown = result["errors"]
+        more = result["n_errors"] - len(shown)
+        lines.append(f"{result['n_errors']} file(s) could not be read: " + "; ".join(shown) + (f"; and {more} more" if more > 0 else ""))
     return "\n".join(lines) + "\n"
 
 

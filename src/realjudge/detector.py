@@ -16,13 +16,14 @@ from .errors import UsageError
 from .io.decode import DEFAULT_MAX_PIXELS
 from .provenance import verdict as provenance_verdict
 
-RECORD_FIELDS = ("path", "p_fake", "verdict", "threshold", "model", "error", "provenance_verdict", "provenance",
+RECORD_FIELDS = ("path", "p_fake", "verdict", "threshold", "model", "error", "warnings", "provenance_verdict", "provenance",
                  "verdict_source", "pixel_verdict")
 
 
 @dataclass
 class Record:
-    """One scored image. `error` is set (and `p_fake` None) when the file could not be read."""
+    """One scored image. `error` is set (and `p_fake`, `model`, `threshold` None) when the file could not be
+    scored; `warnings` says when the verdict deserves less trust (a photograph resized for a 32x32 model)."""
 
     path: str
     p_fake: float | None = None
@@ -41,6 +42,7 @@ class Record:
     # `pixel_verdict` then keeps what the detector said.
     verdict_source: str = "pixels"
     pixel_verdict: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +60,7 @@ class Prepared:
     facts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     provenance: list[dict[str, Any]] | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _input_name(obj: Any, i: int) -> str:
@@ -110,13 +113,14 @@ class Detector:
         out = []
         for p in prepared:
             if p.error is not None:
-                out.append(Record(p.name, error=p.error, model=self.name, threshold=threshold, provenance=p.provenance,
-                                  provenance_verdict=provenance_verdict(p.provenance)))
+                # No model scored it: like the service, the record names no model and no threshold.
+                out.append(Record(p.name, error=p.error, provenance=p.provenance,
+                                  provenance_verdict=provenance_verdict(p.provenance), warnings=list(p.warnings)))
                 continue
             i = next(scored)
             prob, logit = float(probs[i]), float(image_logits[i])
             out.append(Record(p.name, prob, self._verdict(prob, threshold), threshold, self.name, None, logit, p.note, p.facts,
-                              p.provenance, provenance_verdict(p.provenance)))
+                              p.provenance, provenance_verdict(p.provenance), warnings=list(p.warnings)))
         return out
 
     def _verdict(self, p: float, threshold: float) -> str:
@@ -157,9 +161,24 @@ class Detector:
         return explain(self, image, method=method, target=target, name=name)
 
 
-def load(name_or_path: str = "cifake", device: str = "auto", threshold: float | None = None) -> Detector:
-    """Load a shipped detector by name, or a bundle folder / zip by path."""
+AUTO_NAMES = (None, "", "auto")
+
+
+def load(name_or_path: str | None = None, device: str = "auto", threshold: float | None = None):
+    """Load a shipped detector by name, or a bundle folder / zip by path.
+
+    With no name (or "auto") it returns the router over the shipped detectors, which picks one by
+    image size like `realjudge detect`: both sides at most 64 px -> `cifake`, larger -> `natural`.
+    The router has the same `predict`, `predict_iter` and `explain` as a Detector."""
     from .train.engine import resolve_device
+
+    if name_or_path in AUTO_NAMES:
+        from .router import load_for_inputs
+
+        return load_for_inputs(None, device, threshold)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise UsageError(f"model must be a shipped detector name, a bundle path or 'auto', got {name_or_path!r}")
+    name_or_path = str(name_or_path)
 
     dev = resolve_device(device)
     model, info = load_bundle(name_or_path, str(dev))

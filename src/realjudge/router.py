@@ -37,6 +37,55 @@ class Router:
         return self.detectors[self.small if max(width, height) <= SMALL_SIDE else self.large]
 
     @property
+    def name(self) -> str:
+        return self.small if self.small == self.large else "auto"
+
+    @property
+    def threshold(self) -> float | None:
+        """The decision threshold when every detector shares one (None when they differ)."""
+        values = {d.threshold for d in self.detectors.values()}
+        return values.pop() if len(values) == 1 else None
+
+    def __repr__(self) -> str:
+        if self.small == self.large:
+            return f"Router({self.small!r})"
+        return f"Router(<= {SMALL_SIDE} px: {self.small!r}, larger: {self.large!r})"
+
+    def with_options(self, threshold: float | None = None, provenance: bool | None = None) -> "Router":
+        """The same detectors under another threshold, or reading provenance or not."""
+        dets = self.detectors if threshold is None else {
+            n: Detector(d.model, d.info, d.device, threshold) for n, d in self.detectors.items()}
+        return Router(dets, self.small, self.large, self.provenance if provenance is None else provenance)
+
+    def predict(self, inputs, names: list[str] | None = None, threshold: float | None = None, batch_size: int = 256,
+                verdict: str = "pixels", provenance: bool = True):
+        """Like `Detector.predict`: one input gives a Record, a list gives a list; each picks its detector by size."""
+        from .detector import _input_name
+
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        labels = names or [_input_name(o, i) for i, o in enumerate(items)]
+        if len(labels) != len(items):
+            raise UsageError(f"names: {len(labels)} names for {len(items)} inputs")
+        records = list(self.predict_iter(zip(items, labels), threshold=threshold, batch_size=batch_size,
+                                         verdict=verdict, provenance=provenance))
+        return records[0] if single else records
+
+    def predict_iter(self, items, threshold: float | None = None, batch_size: int = 256, workers: int = 0,
+                     max_pixels: int = DEFAULT_MAX_PIXELS, verdict: str = "pixels", provenance: bool = True):
+        """Like `Detector.predict_iter`: records for (input, name) pairs, in order."""
+        router = self.with_options(threshold, provenance)
+        yield from router.predict_items(items, batch_size, workers, max_pixels, verdict)
+
+    def explain(self, image, method: str = "gradcam", target: str = "verdict", name: str | None = None):
+        """The explanation of one image by the detector its size picks (see realjudge.explain)."""
+        from .io.decode import decode
+
+        decoded = decode(image, name)
+        h, w = decoded.pixels.shape[:2]
+        return self.pick(w, h).explain(decoded, method=method, target=target, name=name or decoded.name)
+
+    @property
     def policies(self) -> dict[str, object]:
         return {n: d.policy for n, d in self.detectors.items()}
 
@@ -156,17 +205,29 @@ def _route_job(args) -> tuple[Prepared, str | None]:
     provenance = [f.to_dict() for f in read_provenance(bytes(data), d.pixels)] if router.provenance and has_file else None
     h, w = d.pixels.shape[:2]
     model = router.small if max(w, h) <= SMALL_SIDE else router.large
+    policy = router.detectors[model].policy
+    warnings = size_warnings(model, policy, w, h)
     try:
-        views, note = router.detectors[model].policy.views(d.pixels)
+        views, note = policy.views(d.pixels)
     except UsageError as err:
-        return Prepared(name, None, error=f"{name}: {err}", provenance=provenance), model
-    return Prepared(name, np.stack(views), note, d.facts, provenance=provenance), model
+        return Prepared(name, None, error=f"{name}: {err}", provenance=provenance, warnings=warnings), model
+    return Prepared(name, np.stack(views), note, d.facts, provenance=provenance, warnings=warnings), model
+
+
+def size_warnings(model: str, policy, width: int, height: int) -> list[str]:
+    """Why a verdict deserves less trust because of the image's size: a photograph resized for a small-image model."""
+    if policy.kind == "resize" and max(width, height) > SMALL_SIDE:
+        s = policy.size
+        return [f"{model} judges {s}x{s} images: this {width}x{height} image was resized to {s}x{s}, which erases the "
+                f"traces it looks for; its verdict on a larger image is not reliable (leave the model unset to route "
+                f"images larger than {SMALL_SIDE} px to a natural-resolution detector)"]
+    return []
 
 
 def load_for_inputs(model: str | None, device: str = "auto", threshold: float | None = None,
                     provenance: bool = True) -> Router:
-    """A router over one named model, or over the shipped small and natural detectors."""
-    if model:
+    """A router over one named model, or over the shipped small and natural detectors (no model, or "auto")."""
+    if model and model != "auto":
         det = load(model, device, threshold)
         return Router({det.name: det}, det.name, det.name, provenance)
     shipped = shipped_names()

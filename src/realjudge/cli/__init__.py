@@ -1,7 +1,9 @@
 """The `realjudge` command. Thin: parse, call the library, print.
 
-Exit codes: 0 success; 1 some inputs could not be scored (each named on its own line); 2 usage
-error (bad option, missing path, unknown model, corrupt bundle); 3 internal error; 130 interrupted.
+Exit codes: 0 success; 1 some inputs could not be scored (unreadable files, corrupt archives, and
+missing paths given beside inputs that exist: each named on its own line on stderr); 2 usage error
+(bad option, unknown model, corrupt bundle, no input path exists at all); 3 internal error; 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import detect, ensemble, evaluate, inspect, models, train
+    from . import calibrate, detect, ensemble, evaluate, inspect, models, train
 
-    for mod in (detect, inspect, evaluate, train, models, ensemble):
+    for mod in (detect, inspect, evaluate, train, models, ensemble, calibrate):
         main.add_command(mod.command)
     for optional in ("search", "explain", "generate", "serve", "data"):
         try:

@@ -10,7 +10,8 @@ from . import EXIT_USAGE
 
 
 def open_inputs(paths, model, device, threshold, provenance: bool = True):
-    """(samples, missing, router). Missing paths are named on stderr; none at all is a usage error."""
+    """(samples, missing, router). Missing paths are named on stderr and make the exit code 1 when
+    other inputs exist (like an unreadable file); when no input exists at all it is a usage error (2)."""
     from ..io.sources import expand_inputs
     from ..router import load_for_inputs
 

@@ -13,7 +13,9 @@ def command() -> None:
 
 
 @command.command("audit")
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
+@click.option("--real", "reals", multiple=True, help="A source whose images are all real (unlabelled folder). Repeatable.")
+@click.option("--fake", "fakes", multiple=True, help="A source whose images are all fake. Repeatable.")
 @click.option("--layout", default="auto", show_default=True, help="Data layout (auto-detected by default).")
 @click.option("--limit", type=click.IntRange(2), default=None, help="Audit at most this many files per class (random).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the full result as JSON.")
@@ -21,14 +23,16 @@ def command() -> None:
               help="Write a copy where both classes are re-encoded identically (centre crop, one JPEG quality).")
 @click.option("--crop", type=click.IntRange(8), default=256, show_default=True, help="--align: centre crop size (no resampling).")
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="--align: JPEG quality.")
-def audit_command(sources, layout, limit, json_out, align_out, crop, quality):
+def audit_command(sources, reals, fakes, layout, limit, json_out, align_out, crop, quality):
     """Per class: file format, size, JPEG quality, aspect ratio; warns when these alone separate the classes."""
     from ..data_audit import align, audit, format_report
     from ..evaluate.run import load_labelled
 
-    samples = load_labelled(list(sources), layout)
+    samples = load_labelled(list(sources), layout, reals, fakes, "audited data")
     result = audit(samples, limit)
     click.echo(format_report(result), nl=False)
+    for e in result["errors"]:
+        click.echo(f"realjudge: error: {e}", err=True)
     if align_out:
         done = align(samples, align_out, crop, quality)
         result["align"] = done
@@ -40,6 +44,10 @@ def audit_command(sources, layout, limit, json_out, align_out, crop, quality):
     if json_out:
         with open(json_out, "w") as f:
             json.dump(result, f, indent=2, default=float)
+    if result["n_errors"]:
+        import sys
+
+        sys.exit(1)  # like detect: the rest was audited, some files could not be read
 
 
 def _reals(sources, layout):

@@ -26,9 +26,13 @@ def format_records(records, fmt: str) -> str:
         w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         # A CSV cell holds one value: the findings travel as JSON text in their column.
-        w.writerows(r | {"provenance": None if r["provenance"] is None else json.dumps(r["provenance"])} for r in rows)
+        w.writerows(r | {"provenance": None if r["provenance"] is None else json.dumps(r["provenance"]),
+                         "warnings": "; ".join(r["warnings"])} for r in rows)
         return buf.getvalue()
     return "".join(table_line(r) + "\n" for r in records)
+
+
+TABLE_HEADER = f"{'verdict':<9}  {'p_fake':>6}  {'provenance':<22}  path  [model]"
 
 
 def table_line(r) -> str:
@@ -62,7 +66,8 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
 
     The table's third column is the file's provenance: its one-word verdict (ai, camera, none,
     conflict) and the signals that decided it; `realjudge inspect FILE` shows every finding.
-    Exit code 0 when every file was scored, 1 when some could not be read, 2 for a usage error.
+    Exit code 0 when every file was scored, 1 when some could not be read or some paths do not exist
+    (the rest are scored), 2 for a usage error or when no path exists. Errors and warnings go to stderr.
     """
     from tqdm import tqdm
 
@@ -82,15 +87,20 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
     out = sys.stdout
     if fmt == "json":
         out.write("[")
+    elif fmt == "table":
+        out.write(TABLE_HEADER + "\n")
     for rec in router.predict_samples(samples, batch_size=batch_size, workers=workers, verdict=verdict_mode):
         bar.update(1)
         failed += rec.error is not None
         if rec.verdict:
             counts[rec.verdict] += 1
-        if rec.error and fmt != "table":  # the table already shows the error on stdout
+        if rec.error or rec.warnings:  # errors and warnings reach stderr in every format, one line each
             if show:
                 bar.clear()
-            click.echo(f"realjudge: error: {rec.error}", err=True)
+            if rec.error:
+                click.echo(f"realjudge: error: {rec.error}", err=True)
+            for w in rec.warnings:
+                click.echo(f"realjudge: warning: {rec.path}: {w}", err=True)
         if explainer is not None and rec.error is None:
             explainer.write(router, rec)
         if fmt == "json":

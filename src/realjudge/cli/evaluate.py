@@ -9,8 +9,11 @@ import click
 
 
 @click.command("evaluate")
-@click.argument("sources", nargs=-1, required=True)
-@click.option("--model", "-m", default="cifake", show_default=True, help="Shipped detector name or bundle path.")
+@click.argument("sources", nargs=-1)
+@click.option("--real", "reals", multiple=True, help="A source whose images are all real (unlabelled folder). Repeatable.")
+@click.option("--fake", "fakes", multiple=True, help="A source whose images are all fake. Repeatable.")
+@click.option("--model", "-m", default=None,
+              help="Shipped detector name or bundle path (default: picked by image size, like detect).")
 @click.option("--layout", default="auto", show_default=True, help="Data layout (auto-detected by default).")
 @click.option("--threshold", "-t", type=click.FloatRange(0, 1), default=None)
 @click.option("--perturb", "perturb", multiple=True,
@@ -19,21 +22,23 @@ import click
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Write metrics.json, report.md and figures here.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--progress/--no-progress", default=None)
-def command(sources, model, layout, threshold, perturb, out_dir, device, progress):
+def command(sources, reals, fakes, model, layout, threshold, perturb, out_dir, device, progress):
     """Accuracy, precision, recall, F1, ROC-AUC, AP, real/fake accuracy and the confusion matrix (fake = positive)."""
-    from ..detector import load
+    from ..router import load_for_inputs
     from ..evaluate.perturb import SWEEPS, parse_perturbation
     from ..evaluate.report import metrics_table, write_report
     from ..evaluate.run import evaluate, load_labelled
 
     specs = list(SWEEPS) if "all" in perturb else list(perturb)
     perts = [p for spec in specs for p in parse_perturbation(spec)]
-    samples = load_labelled(list(sources), layout)
-    det = load(model, device, threshold)
+    samples = load_labelled(list(sources), layout, reals, fakes)
+    det = load_for_inputs(model, device=device, threshold=threshold, provenance=False)
     show = sys.stderr.isatty() if progress is None else progress
     result, y, p = evaluate(det, samples, perts, progress=show)
     for e in result["errors"]:
         click.echo(f"realjudge: error: {e}", err=True)
+    if result["n_warned"]:
+        click.echo(f"realjudge: warning: {result['n_warned']} image(s): {result['warnings'][0]}", err=True)
     if out_dir:
         path = write_report(result, y, p, out_dir)
         from ..evaluate.protocols import write_degradation
@@ -42,7 +47,9 @@ def command(sources, model, layout, threshold, perturb, out_dir, device, progres
         click.echo(f"report: {path}", err=True)
     rows = {"all": result["overall"]} | {f"source {k}": v for k, v in result["per_source"].items()} \
         | {f"generator {k}": v for k, v in result["per_generator"].items() if not k.startswith("_")} \
+        | {f"model {k}": v for k, v in result.get("per_model", {}).items()} \
         | {f"perturb {k}": v for k, v in result.get("perturbations", {}).items()}
     click.echo(metrics_table(rows, "set"), nl=False)
-    click.echo(json.dumps({"confusion_matrix": result["overall"]["confusion_matrix"], "threshold": det.threshold}))
+    click.echo(json.dumps({"confusion_matrix": result["overall"]["confusion_matrix"],
+                           "threshold": result["overall"]["threshold"], "models": result["models"]}))
     sys.exit(1 if result["n_errors"] else 0)

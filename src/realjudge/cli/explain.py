@@ -34,5 +34,5 @@ def command(images, out_dir, model, method, threshold, device):
             click.echo(f"realjudge: error: {rec.error}", err=True)
             continue
         path = writer.write(router, rec)
-        click.echo(f"{rec.verdict:<9}  {rec.p_fake:6.4f}  {rec.path}  -> {path}")
+        click.echo(f"{rec.verdict:<9}  {rec.p_fake:6.4f}  {rec.path}  [{rec.model}]  -> {path}  ({writer.last_explained})")
     sys.exit(EXIT_PARTIAL if failed or missing else EXIT_OK)

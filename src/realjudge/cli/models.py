@@ -8,10 +8,15 @@ import click
 
 
 @click.command("models")
+@click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def command(as_json):
-    """List architectures and shipped detectors with their calibrated thresholds."""
+def command(name, as_json):
+    """List architectures and shipped detectors; with NAME (a shipped detector or a bundle path),
+    print its model card, its calibration (threshold, uncertain band) and its training data."""
     from ..bundle import SHIPPED_DIR, shipped_names
+
+    if name:
+        return _show(name, as_json)
     from ..models.registry import get_entry, list_models
 
     shipped = []
@@ -31,3 +36,29 @@ def command(as_json):
     click.echo("architectures:")
     for a in archs:
         click.echo(f"  {a['name']:<12} {a['description']}")
+
+
+def _show(name: str, as_json: bool) -> None:
+    from ..bundle import _read_bundle_files, resolve_bundle_path
+
+    path = resolve_bundle_path(name)
+    meta, _weights, card = _read_bundle_files(path)
+    cal = meta.get("calibration", {})
+    training = meta.get("training") or {}
+    data = {k: v for k, v in training.items() if k != "history"} or None
+    if as_json:
+        click.echo(json.dumps({"name": meta.get("name", name), "path": str(path), "arch": meta.get("arch"),
+                               "calibration": cal, "training_data": data, "val_metrics": meta.get("val_metrics", {}),
+                               "card": card}, indent=2, default=str))
+        return
+    click.echo((card or f"# {name}\n\n(no model card in this bundle)").rstrip() + "\n")
+    click.echo("## Calibration (bundle.json)\n")
+    band = cal.get("uncertain_band", [None, None])
+    click.echo(f"threshold {cal.get('threshold')}  ({cal.get('rule', 'balanced accuracy')}); temperature "
+               f"{cal.get('temperature')}; logit offset {cal.get('offset', 0.0)}")
+    click.echo(f"uncertain band ({band[0]}, {band[1]})")
+    fit = cal.get("band_fit")
+    if fit:
+        click.echo("band fit: " + ", ".join(f"{k} {v}" for k, v in fit.items()))
+    click.echo("\n## Training data\n")
+    click.echo(json.dumps(data, indent=2, default=str) if data is not None else "(not recorded in the bundle)")

@@ -47,7 +47,7 @@ def command(host, port, models, threshold, device, max_upload_mb, max_pixels, ma
         from ..serve.app import create_app
         from ..serve.scoring import load_models
     except ModuleNotFoundError as err:
-        raise click.UsageError(f"{err.name} is missing: install realjudge[serve]") from None
+        raise click.UsageError(f"{err.name} is missing: pip install -e '.[serve]' in a realjudge clone") from None
     import torch
 
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // workers))

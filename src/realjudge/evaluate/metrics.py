@@ -17,7 +17,9 @@ def binary_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.
 
     y = np.asarray(labels).astype(int)
     p = np.asarray(p_fake, dtype=np.float64)
-    pred = (p >= threshold).astype(int)
+    # One threshold, or one per image (images routed to detectors with different thresholds).
+    thr = np.asarray(threshold, dtype=np.float64)
+    pred = (p >= thr).astype(int)
     tp = int(((pred == 1) & (y == 1)).sum())
     tn = int(((pred == 0) & (y == 0)).sum())
     fp = int(((pred == 1) & (y == 0)).sum())
@@ -30,7 +32,7 @@ def binary_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.
         "n": n,
         "n_real": int((y == 0).sum()),
         "n_fake": int((y == 1).sum()),
-        "threshold": float(threshold),
+        "threshold": _one_threshold(thr),
         "accuracy": (tp + tn) / n if n else None,
         "precision": precision,
         "recall": recall,
@@ -46,8 +48,17 @@ def binary_metrics(labels: np.ndarray, p_fake: np.ndarray, threshold: float = 0.
     return out
 
 
-def grouped_metrics(labels: np.ndarray, p_fake: np.ndarray, groups: list[str | None], threshold: float) -> dict[str, Any]:
+def _one_threshold(thr: np.ndarray) -> float | None:
+    """The threshold, or None when images were judged under different ones (see `per_model`)."""
+    if thr.ndim == 0:
+        return float(thr)
+    values = np.unique(thr)
+    return float(values[0]) if len(values) == 1 else (None if len(values) else None)
+
+
+def grouped_metrics(labels: np.ndarray, p_fake: np.ndarray, groups: list[str | None], threshold) -> dict[str, Any]:
     """Per generator: its fakes against all real images of the set (so AP is defined for each)."""
+    thr = np.asarray(threshold, dtype=np.float64)
     y = np.asarray(labels).astype(int)
     p = np.asarray(p_fake, dtype=np.float64)
     g = np.array([x or "" for x in groups], dtype=object)
@@ -55,7 +66,7 @@ def grouped_metrics(labels: np.ndarray, p_fake: np.ndarray, groups: list[str | N
     out = {}
     for name in sorted({x for x, lab in zip(g, y) if lab == 1 and x}):
         rows = real | ((y == 1) & (g == name))
-        out[name] = binary_metrics(y[rows], p[rows], threshold)
+        out[name] = binary_metrics(y[rows], p[rows], thr if thr.ndim == 0 else thr[rows])
     if len(out) > 1:
         aps = [m["ap"] for m in out.values() if m["ap"] is not None]
         out["_mean_ap"] = float(np.mean(aps)) if aps else None

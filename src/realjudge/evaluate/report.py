@@ -73,7 +73,7 @@ def write_report(result: dict[str, Any], labels: np.ndarray, p: np.ndarray, out:
     figs = plot_curves(labels, p, overall["confusion_matrix"], out, result["model"])
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
     lines = [f"# Evaluation of `{result['model']}`", "",
-             f"Data: {', '.join(result['sources'])}. Threshold {overall['threshold']:.4f} (fake = positive). "
+             f"Data: {', '.join(result['sources'])}. Threshold {_thr(overall)} (fake = positive). "
              f"{result.get('n_errors', 0)} unreadable file(s) skipped.", "", "## Overall", "",
              metrics_table({"all": overall}),
              f"Confusion matrix [[TN, FP], [FN, TP]]: {overall['confusion_matrix']}", ""]
@@ -87,3 +87,8 @@ def write_report(result: dict[str, Any], labels: np.ndarray, p: np.ndarray, out:
     lines += [f"![{k}]({v})" for k, v in figs.items()]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"
+
+
+def _thr(overall: dict) -> str:
+    t = overall.get("threshold")
+    return "per model (each detector's own)" if t is None else f"{t:.4f}"

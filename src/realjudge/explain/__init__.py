@@ -33,8 +33,10 @@ class Explanation:
     method: str
     record: Any  # realjudge.Record
     target: str  # "fake" or "real": the class whose evidence the map shows
-    view: np.ndarray  # the S x S x 3 uint8 model input that was explained
+    view: np.ndarray  # the uint8 image the map lies on: the model input, or the whole (padded) frame
     notes: list[str] = field(default_factory=list)
+    crops: list[dict] = field(default_factory=list)  # crop policies: {"x", "y", "size", "p_fake"} per crop
+    coverage: float = 1.0  # share of the image's pixels that some scored crop covers
 
     def overlay_png(self) -> bytes:
         buf = io.BytesIO()
@@ -63,18 +65,68 @@ def explain(detector, image: Any, method: str = "gradcam", target: str = "verdic
     label = name or decoded.name
     record = detector.predict([decoded.pixels], names=[label])[0]
     record.facts = decoded.facts
-    views, note = detector.policy.views(decoded.pixels)
-    notes = [] if note == "none" else [note]
-    if len(views) > 1:
-        # Crop policies score several patches; the map is drawn on the first (the centre crop).
-        notes.append(f"explained the first of {len(views)} views (centre crop)")
-    view = np.array(views[0], np.uint8)  # a writable copy: torch warns on read-only arrays
     side = target
     if target == "verdict":
         side = "fake" if record.p_fake is not None and record.p_fake >= detector.threshold else "real"
-    x = detector.policy.model_input(view[None], detector.device)
-    heat = class_maps(detector.model, x, [1.0 if side == "fake" else -1.0], method)[0]
-    return Explanation(heat, render_overlay(view, heat), method, record, side, view, notes)
+    sign = 1.0 if side == "fake" else -1.0
+    policy = detector.policy
+    if policy.kind == "crop":
+        return _explain_crops(detector, decoded.pixels, record, method, side, sign)
+    views, note = policy.views(decoded.pixels)
+    notes = [] if note == "none" else [note]
+    h, w = decoded.pixels.shape[:2]
+    what = f"whole image ({w}x{h})" + (f", resized to {policy.size}x{policy.size}" if (h, w) != (policy.size,) * 2 else "")
+    if len(views) > 1:
+        # The score averages shifted / mirrored copies; the map is drawn on the untouched view.
+        notes.append(f"explained the untouched view of the {what}; the score averages {len(views)} shifted/mirrored views")
+    view = np.array(views[0], np.uint8)  # a writable copy: torch warns on read-only arrays
+    x = policy.model_input(view[None], detector.device)
+    heat = class_maps(detector.model, x, [sign], method)[0]
+    caption = f"{method}, evidence for {side}: {what}"
+    return Explanation(heat, render_overlay(view, heat, caption=caption), method, record, side, view, notes)
 
 
-__all__ = ["Explanation", "OverlayWriter", "explain", "METHODS", "TARGETS"]
+def _explain_crops(detector, pixels: np.ndarray, record, method: str, side: str, sign: float) -> Explanation:
+    from ..preprocess import crop_positions
+
+    policy = detector.policy
+    h0, w0 = pixels.shape[:2]
+    base, note = policy._views(pixels)  # the crops themselves, before test-time copies
+    s = policy.size
+    frame = pixels
+    if h0 < s or w0 < s:
+        ph, pw = max(0, s - h0), max(0, s - w0)
+        frame = np.pad(pixels, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode=policy.pad)
+    h, w = frame.shape[:2]
+    positions = crop_positions(h, w, s, policy.crops)
+    batch = np.stack([np.array(v, np.uint8) for v in base])
+    x = policy.model_input(batch, detector.device)
+    maps = class_maps(detector.model, x, [sign] * len(batch), method)
+    crop_p = detector.calibration.probability(detector.logits(batch))
+    weight = crop_p if side == "fake" else 1.0 - crop_p
+    acc = np.zeros((h, w), np.float64)
+    count = np.zeros((h, w), np.float64)
+    for (y, x0), m, wt in zip(positions, maps, weight):
+        acc[y:y + s, x0:x0 + s] += wt * m
+        count[y:y + s, x0:x0 + s] += 1
+    covered = count > 0
+    heat = np.where(covered, acc / np.maximum(count, 1), 0.0).astype(np.float32)
+    coverage = float(covered.mean())
+    crops = [{"x": int(x0), "y": int(y), "size": s, "p_fake": float(p)} for (y, x0), p in zip(positions, crop_p)]
+    what = (f"{len(crops)} crops of {s} px covering {100 * coverage:.0f}% of the {w0}x{h0} image"
+            + ("" if coverage >= 0.999 else "; grey: not examined"))
+    notes = [note, f"explained every scored crop: {what}; each crop's map weighted by its own p_{side}"]
+    overlay = render_overlay(frame, heat, mask=covered, boxes=[(c["x"], c["y"], s) for c in crops],
+                             caption=f"{method}, evidence for {side}: {what}")
+    return Explanation(heat, overlay, method, record, side, frame, notes, crops, coverage)
+
+
+def describe_explained(exp) -> str:
+    """One line: which part of the image the map explains."""
+    if exp.crops:
+        return (f"{len(exp.crops)} crops of {exp.crops[0]['size']} px covering {100 * exp.coverage:.0f}% of the image, "
+                "stitched on the full frame")
+    return "the whole image" + (f" ({exp.record.preprocess})" if exp.record.preprocess not in (None, "none") else "")
+
+
+__all__ = ["describe_explained", "Explanation", "OverlayWriter", "explain", "METHODS", "TARGETS"]

@@ -32,16 +32,46 @@ def colorize(heat: np.ndarray, colormap: str = COLORMAP) -> np.ndarray:
     return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
 
 
+MAX_SIDE = 1600  # overlays of large photographs are shown at most this wide or tall
+
+
 def render_overlay(image: np.ndarray, heat: np.ndarray, min_side: int = MIN_SIDE, alpha: float = ALPHA,
-                   colormap: str = COLORMAP) -> Image.Image:
-    """Blend `heat` (any size, values in [0, 1]) on `image` (H x W x 3 uint8), enlarged to >= `min_side`."""
+                   colormap: str = COLORMAP, mask: np.ndarray | None = None, boxes=(), caption: str | None = None,
+                   max_side: int = MAX_SIDE) -> Image.Image:
+    """Blend `heat` (any size, values in [0, 1]) on `image` (H x W x 3 uint8), enlarged to >= `min_side`.
+
+    `mask` (H x W bool, image resolution): where the map is defined; elsewhere the image is greyed.
+    `boxes`: (x, y, size) squares in image pixels to outline. `caption`: a line under the image."""
     h, w = image.shape[:2]
     k = upscale_factor(h, w, min_side)
     size = (w * k, h * k)
-    big = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.NEAREST), np.float32)
+    if max(size) > max_side:  # a large photograph: shown smaller, never enlarged
+        f = max_side / max(size)
+        size = (max(1, round(size[0] * f)), max(1, round(size[1] * f)))
+    resample = Image.Resampling.NEAREST if k > 1 else Image.Resampling.BILINEAR
+    big = np.asarray(Image.fromarray(image).resize(size, resample), np.float32)
     heat_big = Image.fromarray(np.asarray(heat, np.float32), mode="F").resize(size, Image.Resampling.BICUBIC)
     colour = colorize(np.clip(np.asarray(heat_big), 0.0, 1.0), colormap).astype(np.float32)
-    return Image.fromarray(((1 - alpha) * big + alpha * colour + 0.5).clip(0, 255).astype(np.uint8), "RGB")
+    out = (1 - alpha) * big + alpha * colour
+    if mask is not None:
+        m = np.asarray(Image.fromarray(np.asarray(mask, np.uint8) * 255).resize(size, Image.Resampling.NEAREST)) > 0
+        grey = big.mean(-1, keepdims=True) * 0.5 + 64
+        out = np.where(m[..., None], out, grey)
+    img = Image.fromarray((out + 0.5).clip(0, 255).astype(np.uint8), "RGB")
+    if boxes or caption:
+        from PIL import ImageDraw
+
+        sx, sy = size[0] / w, size[1] / h
+        draw = ImageDraw.Draw(img)
+        for x, y, s in boxes:
+            draw.rectangle([x * sx, y * sy, (x + s) * sx - 1, (y + s) * sy - 1], outline=(255, 255, 255))
+        if caption:
+            band = 16
+            framed = Image.new("RGB", (img.width, img.height + band), (0, 0, 0))
+            framed.paste(img, (0, 0))
+            ImageDraw.Draw(framed).text((4, img.height + 2), caption, fill=(255, 255, 255))
+            img = framed
+    return img
 
 
 def enlarge(image: np.ndarray, min_side: int = MIN_SIDE) -> Image.Image:
@@ -70,6 +100,7 @@ class OverlayWriter:
         self.method = method
         self._used: set[str] = set()
         self.written: list[Path] = []
+        self.last_explained = ""
 
     def _path_for(self, locator: str) -> Path:
         stem = _safe_stem(locator)
@@ -87,6 +118,9 @@ class OverlayWriter:
         detector = router.detectors[record.model]
         data = Sample(record.path).read_bytes()
         exp = explain(detector, data, method=self.method, name=record.path)
+        from . import describe_explained
+
+        self.last_explained = describe_explained(exp)
         path = self._path_for(record.path)
         path.write_bytes(exp.overlay_png())
         self.written.append(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import UsageError
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
-INSTALL_HINT = "pip install 'realjudge[generate]'"
+INSTALL_HINT = "pip install -e '.[generate]' in a realjudge clone"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 

@@ -49,6 +49,10 @@ class Sample:
         return self._id
 
     def read_bytes(self) -> bytes:
+        if "unreadable" in self.meta:  # found unreadable while listing (a corrupt archive)
+            from ..errors import DecodeError
+
+            raise DecodeError(self.locator, self.meta["unreadable"])
         archive, sep, member = self.locator.partition("::")
         if not sep:
             from .decode import read_file
@@ -440,8 +444,9 @@ def expand_inputs(paths: list[str]) -> tuple[list[Sample], list[str]]:
             if p.is_dir() or (p.is_file() and is_archive(m)):
                 try:
                     c = open_container(m)
-                except SourceError:
-                    samples.append(Sample(m, source="input"))
+                except SourceError as err:
+                    why = str(err).removeprefix(f"{m}: ")
+                    samples.append(Sample(m, source="input", meta={"unreadable": f"corrupt archive ({why})"}))
                     continue
                 names = [n for n in c.names() if is_image_name(n)]
                 samples.extend(Sample(c.locator(n), source="input") for n in names)

