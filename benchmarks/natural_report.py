@@ -294,7 +294,7 @@ def _d(v, ref) -> str:
 def fold_row(fold: dict) -> dict:
     thr = fold["threshold"]
     clean = fold["clean"]
-    out = {"n_fake": sum(r["y"] == 1 for r in clean), "ap": _ap(clean), "fake_acc": _acc(clean, 1, thr),
+    out = {"n_fake": sum(r["y"] == 1 for r in clean), "chance": float(np.mean([r["y"] for r in clean])), "ap": _ap(clean), "fake_acc": _acc(clean, 1, thr),
            "real_acc": _acc(clean, 0, thr), "sharp_ap": _ap(fold["sharpness"])}
     camera = [r for r in clean if r["y"] == 0 and r["g"] in CAMERA_SETS]
     out["camera_acc"] = _acc(camera, 0, thr)
@@ -333,14 +333,14 @@ def _lofo_tables(lofo: dict) -> list[str]:
         if not folds:
             continue
         out += [f"### `{name}`", "",
-                "| held out | n fake | AP | sharpness AP | fake acc | real acc | camera acc | AP JPEG 75 | AP 0.5x | "
-                "sharpness AP JPEG 75 | sharpness AP 0.5x |", "|---" * 11 + "|"]
+                "| held out | n fake | chance AP | AP | sharpness AP | fake acc | real acc | camera acc | AP JPEG 75 | "
+                "AP 0.5x | sharpness AP JPEG 75 | sharpness AP 0.5x |", "|---" * 12 + "|"]
         rows = []
         for fold in folds.values():
             r = fold_row(fold)
             rows.append((fold, r))
             out.append(f"| {fold['held_out'] if fold['held_out'] != 'all' else '**every family (synthesized fakes only)**'} | "
-                       f"{r['n_fake']} | {_f(r['ap'])} | {_f(r['sharp_ap'])} | {_f(r['fake_acc'])} | {_f(r['real_acc'])} | "
+                       f"{r['n_fake']} | {_f(r['chance'])} | {_f(r['ap'])} | {_f(r['sharp_ap'])} | {_f(r['fake_acc'])} | {_f(r['real_acc'])} | "
                        f"{_f(r['camera_acc'])} | {_d(r['ap jpeg:75'], r['ap'])} | {_d(r['ap downscale:0.5'], r['ap'])} | "
                        f"{_f(r['sharp_ap jpeg:75'])} | {_f(r['sharp_ap downscale:0.5'])} |")
         lo = [r for f, r in rows if f["held_out"] != "all"]
@@ -348,7 +348,7 @@ def _lofo_tables(lofo: dict) -> list[str]:
             def mean(k):
                 vals = [r[k] for r in lo if r[k] is not None]
                 return float(np.mean(vals)) if vals else None
-            out.append(f"| **mean of the left-out families** | | **{_f(mean('ap'))}** | {_f(mean('sharp_ap'))} | "
+            out.append(f"| **mean of the left-out families** | | {_f(mean('chance'))} | **{_f(mean('ap'))}** | {_f(mean('sharp_ap'))} | "
                        f"**{_f(mean('fake_acc'))}** | {_f(mean('real_acc'))} | {_f(mean('camera_acc'))} | "
                        f"{_d(mean('ap jpeg:75'), mean('ap'))} | {_d(mean('ap downscale:0.5'), mean('ap'))} | "
                        f"{_f(mean('sharp_ap jpeg:75'))} | {_f(mean('sharp_ap downscale:0.5'))} |")
@@ -409,7 +409,7 @@ def _real_sets_table(final: dict) -> list[str]:
 
 
 def _crops_table(crops: dict, thr: float) -> list[str]:
-    lines = ["| crops | validation AP | real acc | fake acc | seconds for the split |", "|---|---|---|---|---|"]
+    lines = ["| crops | validation AP | real acc | fake acc | seconds for the split (shared machine; speed: docs/RESULTS.md) |", "|---|---|---|---|---|"]
     for n, e in crops.items():
         rows = e["scores"]
         lines.append(f"| {n} | {_f(_ap(rows))} | {_f(_acc(rows, 0, thr))} | {_f(_acc(rows, 1, thr))} | {e['seconds']:.1f} |")
