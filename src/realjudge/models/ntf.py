@@ -132,6 +132,12 @@ class NTF(nn.Module):
         out["s_trace"] = L.trace_similarity(z_hom, self.traces()) if self.use_prototypes else torch.zeros_like(out["head"])
         return out
 
+    @property
+    def cam_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the encoder's last block (the fused score depends on it through h)."""
+        enc = self.encoder
+        return enc.blocks[-1] if hasattr(enc, "blocks") else enc.net.cam_layer
+
     def fuse(self, head: torch.Tensor, s_trace: torch.Tensor) -> torch.Tensor:
         return self.fusion[0] * head + self.fusion[1] * s_trace + self.fusion[2]
 
