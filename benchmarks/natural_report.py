@@ -118,7 +118,6 @@ def _scores(det, samples, perturbation=None) -> list[dict]:
 
 def _sharp(samples, perturbation=None) -> list[dict]:
     from realjudge.evaluate.sharpness import sharpness_fake_scores
-    from realjudge.io.sources import iter_sample_bytes  # noqa: F401  (same reading path as the detector)
 
     scores, labels = sharpness_fake_scores(samples, perturbation)
     return [{"y": int(y), "p": float(p)} for y, p in zip(labels, scores)]

@@ -14,7 +14,7 @@ from these files.
 
 Steps:
 - audit: `data_audit` on natural-train.zip, as is and aligned (centre crop 224, JPEG 90).
-- ensemble: the shipped-candidate bundle runs/natural-ensemble/bundle, built as
+- ensemble: the pair's bundle runs/natural-sd-ensemble/bundle, built as
   configs/natural-ensemble.json says: the mean logit of the NTF bundle (`realjudge train --config
   configs/natural.json`) and the CNNSpot bundle (`--config configs/natural-cnnspot.json`), both
   trained on the same split; calibrated on it with the config's threshold rule (and, for the
