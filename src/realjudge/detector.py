@@ -63,6 +63,17 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)
 
 
+def predict_inputs(predict_iter, inputs: Any, names: list[str] | None, **options):
+    """The `predict` surface a Detector and the Router share: one input gives a Record, a list a list."""
+    single = not isinstance(inputs, (list, tuple))
+    items = [inputs] if single else list(inputs)
+    labels = names or [_input_name(o, i) for i, o in enumerate(items)]
+    if len(labels) != len(items):
+        raise UsageError(f"names: {len(labels)} names for {len(items)} inputs")
+    records = list(predict_iter(zip(items, labels), **options))
+    return records[0] if single else records
+
+
 def _input_name(obj: Any, i: int) -> str:
     if isinstance(obj, (str, os.PathLike)):
         return str(obj)
@@ -135,14 +146,8 @@ class Detector:
 
         `verdict="combined"` lets strong provenance override the pixel verdict (the record says so);
         `provenance=False` skips reading it."""
-        single = not isinstance(inputs, (list, tuple))
-        items = [inputs] if single else list(inputs)
-        labels = names or [_input_name(o, i) for i, o in enumerate(items)]
-        if len(labels) != len(items):
-            raise UsageError(f"names: {len(labels)} names for {len(items)} inputs")
-        records = list(self.predict_iter(zip(items, labels), threshold=threshold, batch_size=batch_size,
-                                         verdict=verdict, provenance=provenance))
-        return records[0] if single else records
+        return predict_inputs(self.predict_iter, inputs, names, threshold=threshold, batch_size=batch_size,
+                              verdict=verdict, provenance=provenance)
 
     def predict_iter(self, items: Iterable[tuple[Any, str]], threshold: float | None = None, batch_size: int = 256,
                      workers: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS, verdict: str = "pixels",

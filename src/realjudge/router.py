@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from .bundle import shipped_names
-from .detector import Detector, Prepared, Record, load
+from .detector import Detector, Prepared, Record, load, predict_inputs
 from .errors import DecodeError, UsageError
 from .io.decode import DEFAULT_MAX_PIXELS, decode, read_file
 from .provenance import combine, read as read_provenance
@@ -60,16 +60,8 @@ class Router:
     def predict(self, inputs, names: list[str] | None = None, threshold: float | None = None, batch_size: int = 256,
                 verdict: str = "pixels", provenance: bool = True):
         """Like `Detector.predict`: one input gives a Record, a list gives a list; each picks its detector by size."""
-        from .detector import _input_name
-
-        single = not isinstance(inputs, (list, tuple))
-        items = [inputs] if single else list(inputs)
-        labels = names or [_input_name(o, i) for i, o in enumerate(items)]
-        if len(labels) != len(items):
-            raise UsageError(f"names: {len(labels)} names for {len(items)} inputs")
-        records = list(self.predict_iter(zip(items, labels), threshold=threshold, batch_size=batch_size,
-                                         verdict=verdict, provenance=provenance))
-        return records[0] if single else records
+        return predict_inputs(self.predict_iter, inputs, names, threshold=threshold, batch_size=batch_size,
+                              verdict=verdict, provenance=provenance)
 
     def predict_iter(self, items, threshold: float | None = None, batch_size: int = 256, workers: int = 0,
                      max_pixels: int = DEFAULT_MAX_PIXELS, verdict: str = "pixels", provenance: bool = True):
