@@ -134,7 +134,7 @@ def test_router_sends_large_images_to_the_natural_detector(tmp_path, patch_folde
     import shutil
 
     import realjudge.bundle as bundle_mod
-    from realjudge.router import load_for_inputs
+    from realjudge.detector import load_for_inputs
 
     _, ntf_bundle = _train(tmp_path, patch_folder, {}, stage1_epochs=1, epochs=1)
     shipped = tmp_path / "shipped"

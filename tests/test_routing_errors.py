@@ -92,7 +92,7 @@ def test_load_without_a_name_is_the_router_and_bad_names_are_usage_errors():
 
     assert isinstance(realjudge.load(), Router) and isinstance(realjudge.load("auto"), Router)
     assert realjudge.load().name == "auto"
-    from realjudge.router import load_for_inputs
+    from realjudge.detector import load_for_inputs
 
     assert set(load_for_inputs("auto").detectors) == {"cifake", "natural"}
     with pytest.raises(UsageError):

@@ -1,6 +1,6 @@
 """realjudge: tell AI-generated images from real photographs."""
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .detector import Detector, Record, load  # noqa: E402
 from .errors import DecodeError, RealjudgeError, UsageError  # noqa: E402

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
+import platform
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,18 @@ class BundleInfo:
     meta: dict[str, Any] = field(default_factory=dict)
     path: str = ""
     card: str = ""
+
+
+def library_versions() -> dict[str, str]:
+    import numpy as np
+    import PIL
+    import safetensors
+    import torch
+
+    from ._version import __version__
+
+    return {"realjudge": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "pillow": PIL.__version__, "safetensors": safetensors.__version__}
 
 
 def shipped_names() -> list[str]:
@@ -106,7 +119,6 @@ def write_bundle(out: str | Path, model, *, name: str, arch: str, arch_kwargs: d
                  extra: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
-    from .train.engine import library_versions
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

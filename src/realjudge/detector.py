@@ -6,81 +6,15 @@ Data flows one way: decode -> preprocess (the bundle's policy) -> model -> calib
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .bundle import BundleInfo, load_bundle
+from .bundle import BundleInfo, load_bundle, shipped_names
 from .errors import UsageError
 from .io.decode import DEFAULT_MAX_PIXELS
 from .provenance import verdict as provenance_verdict
-
-RECORD_FIELDS = ("path", "p_fake", "verdict", "threshold", "model", "error", "warnings", "provenance_verdict", "provenance",
-                 "verdict_source", "pixel_verdict")
-
-
-@dataclass
-class Record:
-    """One scored image. `error` is set (and `p_fake`, `model`, `threshold` None) when the file could not be
-    scored; `warnings` says when the verdict deserves less trust (a photograph resized for a 32x32 model)."""
-
-    path: str
-    p_fake: float | None = None
-    verdict: str | None = None
-    threshold: float | None = None
-    model: str | None = None
-    error: str | None = None
-    logit: float | None = None
-    preprocess: str | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
-    # What the file says about its origin (realjudge.provenance), beside the pixel score, never in it.
-    # None: not read (--no-provenance, or an input given as pixels rather than a file).
-    provenance: list[dict[str, Any]] | None = None
-    provenance_verdict: str | None = None
-    # "provenance" only under the explicit combined verdict, when the evidence overrode the pixels;
-    # `pixel_verdict` then keeps what the detector said.
-    verdict_source: str = "pixels"
-    pixel_verdict: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class Prepared:
-    name: str
-    views: np.ndarray | None  # V x S x S x 3 uint8
-    note: str = ""
-    facts: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    provenance: list[dict[str, Any]] | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
-def predict_inputs(predict_iter, inputs: Any, names: list[str] | None, **options):
-    """The `predict` surface a Detector and the Router share: one input gives a Record, a list a list."""
-    single = not isinstance(inputs, (list, tuple))
-    items = [inputs] if single else list(inputs)
-    labels = names or [_input_name(o, i) for i, o in enumerate(items)]
-    if len(labels) != len(items):
-        raise UsageError(f"names: {len(labels)} names for {len(items)} inputs")
-    records = list(predict_iter(zip(items, labels), **options))
-    return records[0] if single else records
-
-
-def _input_name(obj: Any, i: int) -> str:
-    if isinstance(obj, (str, os.PathLike)):
-        return str(obj)
-    if hasattr(obj, "locator"):
-        return obj.locator
-    return f"<input {i}>"
-
+from .records import RECORD_FIELDS, Prepared, Record, predict_inputs  # noqa: F401  (RECORD_FIELDS: the CLI's columns)
 
 class Detector:
     """A loaded bundle. `predict` takes a path, bytes, a PIL image, an array, or a list of them."""
@@ -94,6 +28,10 @@ class Detector:
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise UsageError(f"threshold must be in [0, 1], got {threshold}")
         self.threshold = self.calibration.threshold if threshold is None else float(threshold)
+
+    def with_threshold(self, threshold: float) -> "Detector":
+        """The same model and calibration, deciding at another threshold."""
+        return Detector(self.model, self.info, self.device, threshold)
 
     @property
     def name(self) -> str:
@@ -155,7 +93,7 @@ class Detector:
         """Stream records for (input, name) pairs, in order; `workers` decoding processes."""
         from .router import Router
 
-        det = self if threshold is None else Detector(self.model, self.info, self.device, threshold)
+        det = self if threshold is None else self.with_threshold(threshold)
         router = Router({det.name: det}, det.name, det.name, provenance=provenance)
         yield from router.predict_items(items, batch_size, workers, max_pixels, verdict=verdict)
 
@@ -178,7 +116,6 @@ def load(name_or_path: str | None = None, device: str = "auto", threshold: float
     from .train.engine import resolve_device
 
     if name_or_path in AUTO_NAMES:
-        from .router import load_for_inputs
 
         return load_for_inputs(None, device, threshold)
     if not isinstance(name_or_path, (str, os.PathLike)):
@@ -191,3 +128,20 @@ def load(name_or_path: str | None = None, device: str = "auto", threshold: float
 
     model = model.to(memory_format=torch.channels_last)
     return Detector(model, info, str(dev), threshold)
+
+
+def load_for_inputs(model: str | None, device: str = "auto", threshold: float | None = None,
+                    provenance: bool = True):
+    """A router (`realjudge.router`) over one named model, or over the shipped small and natural detectors (no model, or "auto")."""
+    from .router import NATURAL_MODEL, SMALL_MODEL, Router
+
+    if model and model != "auto":
+        det = load(model, device, threshold)
+        return Router({det.name: det}, det.name, det.name, provenance)
+    shipped = shipped_names()
+    if SMALL_MODEL not in shipped:
+        raise UsageError("no shipped detector is installed; pass --model PATH to a bundle")
+    dets = {SMALL_MODEL: load(SMALL_MODEL, device, threshold)}
+    if NATURAL_MODEL in shipped:
+        dets[NATURAL_MODEL] = load(NATURAL_MODEL, device, threshold)
+    return Router(dets, SMALL_MODEL, NATURAL_MODEL if NATURAL_MODEL in dets else SMALL_MODEL, provenance)

@@ -15,8 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .bundle import shipped_names
-from .detector import Detector, Prepared, Record, load, predict_inputs
+from .records import Prepared, Record, predict_inputs
 from .errors import DecodeError, UsageError
 from .io.decode import DEFAULT_MAX_PIXELS, decode, read_file
 from .provenance import combine, read as read_provenance
@@ -28,12 +27,12 @@ SMALL_MODEL, NATURAL_MODEL = "cifake", "natural"
 
 
 class Router:
-    def __init__(self, detectors: dict[str, Detector], small: str, large: str, provenance: bool = True):
+    def __init__(self, detectors: dict, small: str, large: str, provenance: bool = True):
         self.detectors = detectors
         self.small, self.large = small, large
         self.provenance = provenance
 
-    def pick(self, width: int, height: int) -> Detector:
+    def pick(self, width: int, height: int):
         return self.detectors[self.small if max(width, height) <= SMALL_SIDE else self.large]
 
     @property
@@ -54,7 +53,7 @@ class Router:
     def with_options(self, threshold: float | None = None, provenance: bool | None = None) -> "Router":
         """The same detectors under another threshold, or reading provenance or not."""
         dets = self.detectors if threshold is None else {
-            n: Detector(d.model, d.info, d.device, threshold) for n, d in self.detectors.items()}
+            n: d.with_threshold(threshold) for n, d in self.detectors.items()}
         return Router(dets, self.small, self.large, self.provenance if provenance is None else provenance)
 
     def predict(self, inputs, names: list[str] | None = None, threshold: float | None = None, batch_size: int = 256,
@@ -214,18 +213,3 @@ def size_warnings(model: str, policy, width: int, height: int) -> list[str]:
                 f"traces it looks for; its verdict on a larger image is not reliable (leave the model unset to route "
                 f"images larger than {SMALL_SIDE} px to a natural-resolution detector)"]
     return []
-
-
-def load_for_inputs(model: str | None, device: str = "auto", threshold: float | None = None,
-                    provenance: bool = True) -> Router:
-    """A router over one named model, or over the shipped small and natural detectors (no model, or "auto")."""
-    if model and model != "auto":
-        det = load(model, device, threshold)
-        return Router({det.name: det}, det.name, det.name, provenance)
-    shipped = shipped_names()
-    if SMALL_MODEL not in shipped:
-        raise UsageError("no shipped detector is installed; pass --model PATH to a bundle")
-    dets = {SMALL_MODEL: load(SMALL_MODEL, device, threshold)}
-    if NATURAL_MODEL in shipped:
-        dets[NATURAL_MODEL] = load(NATURAL_MODEL, device, threshold)
-    return Router(dets, SMALL_MODEL, NATURAL_MODEL if NATURAL_MODEL in dets else SMALL_MODEL, provenance)

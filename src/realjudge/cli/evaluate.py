@@ -24,7 +24,7 @@ import click
 @click.option("--progress/--no-progress", default=None)
 def command(sources, reals, fakes, model, layout, threshold, perturb, out_dir, device, progress):
     """Accuracy, precision, recall, F1, ROC-AUC, AP, real/fake accuracy and the confusion matrix (fake = positive)."""
-    from ..router import load_for_inputs
+    from ..detector import load_for_inputs
     from ..evaluate.perturb import SWEEPS, parse_perturbation
     from ..evaluate.report import metrics_table, write_report
     from ..evaluate.run import evaluate, load_labelled

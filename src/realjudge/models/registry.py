@@ -35,17 +35,11 @@ def register_model(name: str, policy: InputPolicy | None = None, description: st
     return wrap
 
 
-def _ensure_loaded() -> None:
-    from . import cifake_cnn, cnnspot, efficientnet, ensemble, npr, ntf, resnet  # noqa: F401  (registration side effects)
-
-
 def list_models() -> list[str]:
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
 def get_entry(name: str) -> ModelEntry:
-    _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:

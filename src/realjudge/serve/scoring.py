@@ -18,7 +18,8 @@ from ..detector import Detector, Record, load
 from ..errors import DecodeError, RealjudgeError, UsageError
 from ..io.decode import decode
 from ..provenance import combine, read as read_provenance, verdict as provenance_verdict
-from ..router import VERDICT_MODES, Router, load_for_inputs
+from ..detector import load_for_inputs
+from ..router import VERDICT_MODES, Router
 from .uploads import ApiError, Submission, Upload, parse_body
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -22,20 +21,10 @@ from ..calibrate import calibrate
 from ..errors import UsageError
 from ..evaluate.metrics import binary_metrics
 from ..models.registry import create_model, get_entry
+from ..bundle import library_versions
 from ..preprocess import InputPolicy
 from .config import TrainConfig
 from .data import Split, augment_batch, load_split, load_stage1_reals, split_description
-
-
-def library_versions() -> dict[str, str]:
-    import PIL
-    import safetensors
-    import torch
-
-    from .. import __version__
-
-    return {"realjudge": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "pillow": PIL.__version__, "safetensors": safetensors.__version__}
 
 
 def resolve_device(name: str):
