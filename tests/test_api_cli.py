@@ -137,7 +137,7 @@ def test_router_picks_detector_by_size_and_names_it(tiny_bundle):
     large.info.name = "big"
     router = Router({"tiny": small, "big": large}, "tiny", "big")
     a, b = make_images(1, 3, 32)[0][0], make_images(1, 3, 200)[0][0]
-    recs = list(router.predict_items([(a, "a"), (b, "b"), (b"junk", "c"), (a, "d")], batch_size=2))
+    recs = list(router.predict_iter([(a, "a"), (b, "b"), (b"junk", "c"), (a, "d")], batch_size=2))
     assert [r.model for r in recs] == ["tiny", "big", None, "tiny"]  # an unreadable input names no model
     assert recs[2].error and recs[1].preprocess.startswith("resized 200x200->32x32")
 

@@ -22,8 +22,8 @@ def _biased(root):
 
 
 def test_audit_warns_and_align_fixes(tmp_path):
-    from realjudge.data_audit import align, audit, format_report
-    from realjudge.io.sources import open_source
+    from realjudge.data.audit import align, audit, format_report
+    from realjudge.data.layouts import open_source
 
     root = _biased(tmp_path / "d")
     samples = open_source(str(root))

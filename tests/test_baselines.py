@@ -36,7 +36,7 @@ def test_native_policies_never_resize():
 
 def test_random_patches_keep_size_and_pad_small_images():
     from realjudge.preprocess import InputPolicy
-    from realjudge.train.data import random_patches
+    from realjudge.train.batches import random_patches
 
     pol = InputPolicy(kind="crop", size=32)
     rng = np.random.default_rng(0)
@@ -104,9 +104,10 @@ def test_cli_train_ntf_real_fake(tmp_path, tiny_flat):
 def test_crop_policy_calibrates_per_image():
     from realjudge.train.config import TrainConfig
     from realjudge.train.engine import Trainer
+    from realjudge.train.scoring import per_image
 
     tr = Trainer(TrainConfig(arch="npr", sources=[]), "/tmp/unused", progress=False)
-    vals, labs = tr._per_image(np.array([1.0, 3.0, -2.0]), np.array([1, 1, 0]), ["a", "a", "b"])
+    vals, labs = per_image(tr.policy, np.array([1.0, 3.0, -2.0]), np.array([1, 1, 0]), ["a", "a", "b"])
     assert vals.tolist() == [2.0, -2.0] and labs.tolist() == [1, 0]
-    parts, _ = tr._per_image(np.array([[1.0, 0.0], [3.0, 1.0]]), np.array([0, 0]), ["a", "a"])
+    parts, _ = per_image(tr.policy, np.array([[1.0, 0.0], [3.0, 1.0]]), np.array([0, 0]), ["a", "a"])
     assert parts.tolist() == [[2.0, 0.5]]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from realjudge.calibrate import Calibration, calibrate, fit_band, fit_temperature, fit_threshold
-from realjudge.evaluate.metrics import binary_metrics, grouped_metrics
+from realjudge.metrics import binary_metrics, grouped_metrics
 
 
 def test_metrics_fake_is_positive():
@@ -57,9 +57,9 @@ def test_band_stops_at_its_last_error_when_the_cap_comes_first():
 
 def test_calibration_verdicts_use_band():
     cal = Calibration(1.0, 0.5, (0.4, 0.6))
-    assert cal.verdicts(np.array([0.1, 0.5, 0.9])) == ["real", "uncertain", "fake"]
+    assert [cal.verdict(p) for p in np.array([0.1, 0.5, 0.9])] == ["real", "uncertain", "fake"]
     full = calibrate(np.array([-3.0, -2, 2, 3]), np.array([0, 0, 1, 1]))
-    assert full.verdicts(full.probability(np.array([-5.0, 5.0]))) == ["real", "fake"]
+    assert [full.verdict(p) for p in full.probability(np.array([-5.0, 5.0]))] == ["real", "fake"]
 
 
 def test_real_accuracy_floor_raises_the_threshold_only_when_needed():

@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import make_images, png_header_only
 from realjudge.errors import DecodeError
-from realjudge.io.decode import decode, decode_bytes, estimate_jpeg_quality
+from realjudge.data.decode import decode, decode_bytes, estimate_jpeg_quality
 
 
 def _encode(im: Image.Image, fmt: str, **kw) -> bytes:

@@ -28,7 +28,7 @@ def second_bundle(tiny_flat, tmp_path_factory):
 
 def test_ensemble_is_the_mean_of_its_members(tiny_bundle, second_bundle, tmp_path):
     import realjudge
-    from realjudge.ensemble import combine
+    from realjudge.train.stacking import combine
 
     out = combine([str(tiny_bundle), str(second_bundle)], tmp_path / "ens", "both")
     meta = json.loads((out / "bundle.json").read_text())
@@ -50,7 +50,7 @@ def test_ensemble_is_the_mean_of_its_members(tiny_bundle, second_bundle, tmp_pat
 
 
 def test_ensemble_refuses_mismatched_members(tiny_bundle, tmp_path):
-    from realjudge.ensemble import combine
+    from realjudge.train.stacking import combine
     from realjudge.errors import UsageError
 
     with pytest.raises(UsageError, match="at least two"):

@@ -66,7 +66,7 @@ def family_files(tmp_path_factory):
 
 
 def make_samples(specs):
-    from realjudge.io.sources import Sample
+    from realjudge.data.samples import Sample
 
     return [Sample(locator=str(p), label=lab, generator=gen, group=grp) for p, lab, gen, grp in specs]
 
@@ -76,7 +76,7 @@ def locs(samples) -> set[str]:
 
 
 def test_family_fixture_is_what_it_claims(family_files):
-    from realjudge.io.sources import split_key
+    from realjudge.data.samples import split_key
 
     _, specs = family_files
     samples = make_samples(specs)
@@ -88,7 +88,7 @@ def test_family_fixture_is_what_it_claims(family_files):
 
 def test_leave_one_family_out(family_files):
     from realjudge.evaluate.protocols import is_test, leave_one_family_out
-    from realjudge.io.sources import split_key
+    from realjudge.data.samples import split_key
 
     _, specs = family_files
     samples = make_samples(specs)
@@ -172,7 +172,7 @@ def test_leave_one_family_out_without_synthesized_only(family_files):
 
 def test_leave_one_family_out_skips_unreadable(family_files, tmp_path):
     from realjudge.evaluate.protocols import leave_one_family_out
-    from realjudge.io.sources import Sample
+    from realjudge.data.samples import Sample
 
     _, specs = family_files
     samples = make_samples(specs) + [Sample(str(tmp_path / "missing.png"), 1, generator="g3")]
@@ -185,7 +185,7 @@ def test_leave_one_family_out_skips_unreadable(family_files, tmp_path):
 
 
 def test_split_key_sha256_group_follows_that_hash():
-    from realjudge.io.sources import Sample, split_key
+    from realjudge.data.samples import Sample, split_key
 
     hexdigest = hashlib.sha256(b"some photograph").hexdigest()
     assert split_key(Sample("a.png", group="sha256:" + hexdigest)) == hexdigest
@@ -194,7 +194,7 @@ def test_split_key_sha256_group_follows_that_hash():
 
 def test_split_key_sha256_group_matches_the_real(tmp_path):
     from realjudge.evaluate.protocols import is_test
-    from realjudge.io.sources import Sample, split_key
+    from realjudge.data.samples import Sample, split_key
 
     rng = np.random.default_rng(3)
     real = Sample(str(save(noise(rng), tmp_path / "r.png")), 0)
@@ -205,7 +205,7 @@ def test_split_key_sha256_group_matches_the_real(tmp_path):
 
 
 def test_split_key_ordinary_and_malformed_groups():
-    from realjudge.io.sources import Sample, split_key
+    from realjudge.data.samples import Sample, split_key
 
     def group_hash(g: str) -> str:
         return hashlib.sha256(f"group:{g}".encode()).hexdigest()
@@ -218,7 +218,7 @@ def test_split_key_ordinary_and_malformed_groups():
 
 
 def test_split_key_non_hex_sha256_group_is_an_ordinary_group():
-    from realjudge.io.sources import Sample, is_validation, split_key
+    from realjudge.data.samples import Sample, is_validation, split_key
 
     bad = "sha256:" + "z" * 64
     key = split_key(Sample("a.png", group=bad))
@@ -239,7 +239,7 @@ def exact_crop(img: np.ndarray, patch: np.ndarray) -> bool:
 
 def test_random_patches_upscale():
     from realjudge.preprocess import InputPolicy
-    from realjudge.train.data import random_patches
+    from realjudge.train.batches import random_patches
 
     img = noise(np.random.default_rng(1), 100, 100)
     policy = InputPolicy(kind="crop", size=32, crops=4)
@@ -257,7 +257,7 @@ def test_random_patches_upscale():
     enlarged = [p for p in up if not exact_crop(img, p)]
     assert 1 <= len(enlarged) < 40
     # enlarged patches are interpolated: smoother than the native noise
-    from realjudge.evaluate.sharpness import mean_abs_laplacian
+    from realjudge.sharpness import mean_abs_laplacian
 
     native = np.mean([mean_abs_laplacian(p) for p in up if exact_crop(img, p)])
     assert max(mean_abs_laplacian(p) for p in enlarged) < native
@@ -268,7 +268,7 @@ def test_random_patches_upscale():
 
 def test_random_patches_upscale_small_image():
     from realjudge.preprocess import InputPolicy
-    from realjudge.train.data import random_patches
+    from realjudge.train.batches import random_patches
 
     img = noise(np.random.default_rng(2), 20, 40)  # smaller than a patch: padded first
     out = random_patches(img, InputPolicy(kind="crop", size=32, crops=1), 30, ["upscale", "rescale", "jpeg"],
@@ -293,8 +293,8 @@ def test_train_config_patch_augment():
 
 
 def test_mean_abs_laplacian():
-    from realjudge.evaluate.perturb import blur
-    from realjudge.evaluate.sharpness import mean_abs_laplacian
+    from realjudge.perturb import blur
+    from realjudge.sharpness import mean_abs_laplacian
 
     assert mean_abs_laplacian(np.full((20, 30, 3), 117, np.uint8)) == 0.0
     assert mean_abs_laplacian(noise(np.random.default_rng(0), 2, 2)) == 0.0  # no interior
@@ -306,9 +306,9 @@ def test_mean_abs_laplacian():
 
 
 def test_sharpness_fake_scores(tmp_path):
-    from realjudge.evaluate.perturb import blur, parse_perturbation
-    from realjudge.evaluate.sharpness import mean_abs_laplacian, sharpness_fake_scores
-    from realjudge.io.sources import Sample
+    from realjudge.perturb import blur, parse_perturbation
+    from realjudge.sharpness import mean_abs_laplacian, sharpness_fake_scores
+    from realjudge.data.samples import Sample
 
     img = noise(np.random.default_rng(5), 64, 64)
     soft = blur(img, 1.5)

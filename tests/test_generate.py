@@ -150,7 +150,7 @@ def test_generated_fakes_and_exported_reals_open_as_one_labelled_source(tiny_mod
     import numpy as np
     from test_generate_cifar import LABEL_NAMES, dumps, make_batch, write_archive
 
-    from realjudge.io.sources import open_source
+    from realjudge.data.layouts import open_source
 
     rng = np.random.default_rng(0)
     members = {f"data_batch_{i}": dumps(make_batch(rng, 30, f"b{i}"), py2=True) for i in range(1, 6)}

@@ -32,7 +32,8 @@ PATTERN = r"prompts/(\d+)/"
 
 
 def grouped(root):
-    from realjudge.io.sources import assign_groups, open_source
+    from realjudge.data.samples import assign_groups
+    from realjudge.data.layouts import open_source
 
     samples = open_source(str(root))
     assign_groups(samples, PATTERN)
@@ -40,7 +41,7 @@ def grouped(root):
 
 
 def test_assign_groups_by_capture_and_split_key(prompt_manifest):
-    from realjudge.io.sources import split_key
+    from realjudge.data.samples import split_key
 
     samples = grouped(prompt_manifest)
     fakes = [s for s in samples if s.label == 1]
@@ -56,7 +57,7 @@ def test_assign_groups_by_capture_and_split_key(prompt_manifest):
 
 
 def test_manifest_group_column(tmp_path):
-    from realjudge.io.sources import open_source
+    from realjudge.data.layouts import open_source
 
     reals, _ = make_images(2, seed=1)
     for i, r in enumerate(reals):
@@ -69,7 +70,7 @@ def test_manifest_group_column(tmp_path):
 
 def test_bad_group_pattern_is_one_line_error(tmp_path):
     from realjudge.errors import SourceError, UsageError
-    from realjudge.io.sources import assign_groups
+    from realjudge.data.samples import assign_groups
     from realjudge.train.config import TrainConfig
 
     with pytest.raises(UsageError, match=r"config: data/: group pattern '\(unclosed' is not a regular expression"):
@@ -81,8 +82,8 @@ def test_bad_group_pattern_is_one_line_error(tmp_path):
 
 
 def test_validation_split_keeps_each_group_on_one_side(prompt_manifest):
-    from realjudge.io.cache import ArraySet
-    from realjudge.train.data import split_arrays
+    from realjudge.data.cache import ArraySet
+    from realjudge.train.batches import split_arrays
 
     samples = grouped(prompt_manifest)
     n = len(samples)
@@ -106,7 +107,7 @@ def test_grouped_leave_one_generator_out_never_tests_a_trained_prompt(prompt_man
         assert {s.generator for s in test_fakes} == {g} and g not in {s.generator for s in train_fakes}
         assert not {s.group for s in test_fakes} & {s.group for s in train_fakes}
     # Ungrouped, every fake of the held-out generator is tested, as before.
-    from realjudge.io.sources import open_source
+    from realjudge.data.layouts import open_source
 
     for p in leave_one_generator_out(open_source(str(prompt_manifest)), 0.4):
         assert len([s for s in p.test if s.label == 1]) == 12

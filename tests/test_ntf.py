@@ -145,14 +145,14 @@ def test_router_sends_large_images_to_the_natural_detector(tmp_path, patch_folde
 
     small = make_images(1, seed=2, size=32)[0][0]
     large = make_images(1, seed=2, size=200)[0][0]
-    recs = list(load_for_inputs(None, "cpu").predict_items([(small, "small"), (large, "large")]))
+    recs = list(load_for_inputs(None, "cpu").predict_iter([(small, "small"), (large, "large")]))
     assert [r.model for r in recs] == ["tiny", "ntf-tiny"]
     assert "crop" in recs[1].preprocess and "resized" not in recs[1].preprocess
 
 
 def test_fused_ntf_bundle_joins_an_ensemble_with_its_fusion(tmp_path, patch_folder):
     from realjudge.detector import load
-    from realjudge.ensemble import combine
+    from realjudge.train.stacking import combine
     from realjudge.errors import UsageError
 
     _, ntf_bundle = _train(tmp_path / "a", patch_folder, {}, stage1_epochs=1, epochs=1)
@@ -171,7 +171,7 @@ def test_stage1_sources_take_only_the_reals_of_a_labelled_source(tmp_path, patch
     from realjudge.errors import SourceError
     from realjudge.preprocess import InputPolicy
     from realjudge.train.config import TrainConfig
-    from realjudge.train.data import load_stage1_reals
+    from realjudge.train.batches import load_stage1_reals
 
     os.environ["REALJUDGE_CACHE"] = str(tmp_path / "cache")
     policy = InputPolicy(kind="crop", size=32, crops=1)

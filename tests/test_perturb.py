@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from realjudge.evaluate import perturb
+from realjudge import perturb
 
 
 def test_sweeps_cover_the_robustness_protocol():
@@ -27,7 +27,7 @@ def test_each_perturbation_returns_uint8_rgb(spec):
 def test_evaluation_perturbs_reals_and_fakes_alike(tiny_bundle, tiny_flat, monkeypatch):
     from realjudge.detector import load
     from realjudge.evaluate import run
-    from realjudge.io.sources import open_source
+    from realjudge.data.layouts import open_source
 
     seen = []
     orig = perturb.jpeg

@@ -49,7 +49,7 @@ def test_validation_scoring_averages_the_same_views_as_detection(tiny_bundle, ti
     from PIL import Image
 
     import realjudge
-    from realjudge.train.engine import predict_logits
+    from realjudge.train.scoring import predict_logits
 
     det = realjudge.load(str(tiny_bundle))
     det.policy = replace(det.policy, shifts=((2, -1),), mirror=True)

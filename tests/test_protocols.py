@@ -28,7 +28,7 @@ def gen_manifest(tmp_path_factory):
 
 def test_logo_splits_hold_out_one_generator(gen_manifest):
     from realjudge.evaluate.protocols import leave_one_generator_out
-    from realjudge.io.sources import open_source
+    from realjudge.data.layouts import open_source
 
     protos = leave_one_generator_out(open_source(str(gen_manifest)), 0.3)
     assert [p.meta["held_out"] for p in protos] == ["gA", "gB", "gC"]
@@ -42,17 +42,18 @@ def test_logo_splits_hold_out_one_generator(gen_manifest):
 
 def test_cross_dataset_pairs(gen_manifest, tiny_flat):
     from realjudge.evaluate.protocols import cross_dataset
-    from realjudge.io.sources import open_source
+    from realjudge.data.layouts import open_source
 
     protos = cross_dataset({"a": open_source(str(gen_manifest)), "b": open_source(str(tiny_flat))})
     assert [p.meta for p in protos] == [{"train": "a", "test": "b"}, {"train": "b", "test": "a"}]
 
 
 def test_run_protocol_tables_and_json(gen_manifest, tmp_path):
-    from realjudge.evaluate.perturb import parse_perturbation
-    from realjudge.evaluate.protocols import (generator_table, leave_one_generator_out, matrix_table,
-                                              protocol_table, run_protocols)
-    from realjudge.io.sources import open_source
+    from realjudge.perturb import parse_perturbation
+    from realjudge.evaluate.tables import generator_table, matrix_table, protocol_table
+    from realjudge.evaluate.protocols import leave_one_generator_out
+    from realjudge.evaluate.experiments import run_protocols
+    from realjudge.data.layouts import open_source
     from realjudge.train.config import TrainConfig
 
     os.environ["REALJUDGE_CACHE"] = str(tmp_path / "cache")
@@ -69,7 +70,7 @@ def test_run_protocol_tables_and_json(gen_manifest, tmp_path):
 
 
 def test_degradation_curves_and_plots(tmp_path):
-    from realjudge.evaluate.protocols import degradation_curves, write_degradation
+    from realjudge.evaluate.plots import degradation_curves, write_degradation
 
     m = lambda ap: {"ap": ap, "real_accuracy": 0.9, "fake_accuracy": 0.8}  # noqa: E731
     result = {"model": "x", "overall": m(0.95), "per_generator": {"g1": m(0.9), "_mean_ap": 0.9},

@@ -245,14 +245,14 @@ def test_large_images_are_explained_whole(two_sizes):
 
 def test_one_pixel_limit_for_cli_and_server():
     pytest.importorskip("fastapi")
-    from realjudge.io.decode import DEFAULT_MAX_PIXELS
+    from realjudge.data.decode import DEFAULT_MAX_PIXELS
     from realjudge.serve.limits import Limits
 
     assert Limits().max_pixels == DEFAULT_MAX_PIXELS
 
 
 def test_corrupt_archive_is_named_as_such(tmp_path):
-    from realjudge.io.sources import expand_inputs
+    from realjudge.data.inputs import expand_inputs
 
     z = tmp_path / "x.zip"
     z.write_bytes(b"PK\x03\x04 truncated")

@@ -367,6 +367,6 @@ def test_explain_says_which_part_was_explained(client, images):
 
 
 def test_pixel_limit_default_is_the_cli_one():
-    from realjudge.io.decode import DEFAULT_MAX_PIXELS
+    from realjudge.data.decode import DEFAULT_MAX_PIXELS
 
     assert Limits().max_pixels == DEFAULT_MAX_PIXELS == 64_000_000

@@ -8,8 +8,10 @@ from PIL import Image
 
 from conftest import make_images, save
 from realjudge.errors import SourceError
-from realjudge.io.cache import load_arrays
-from realjudge.io.sources import content_id, expand_inputs, is_validation, open_source
+from realjudge.data.cache import load_arrays
+from realjudge.data.samples import content_id, is_validation
+from realjudge.data.inputs import expand_inputs
+from realjudge.data.layouts import open_source
 
 
 def _jpeg(arr) -> bytes:

@@ -32,7 +32,7 @@ def sha256_file(path) -> str:
 
 
 def decode(path) -> np.ndarray:
-    from realjudge.io.decode import decode_bytes
+    from realjudge.data.decode import decode_bytes
 
     return decode_bytes(Path(path).read_bytes(), str(path)).pixels
 
@@ -230,7 +230,7 @@ def test_laplacian():
 
 
 def test_match_blur_reaches_the_target_sharpness():
-    from realjudge.evaluate.sharpness import mean_abs_laplacian
+    from realjudge.sharpness import mean_abs_laplacian
     from realjudge.synthesize.pairs import match_blur
 
     rng = np.random.default_rng(0)
@@ -322,8 +322,9 @@ def is_matched(row) -> bool:
 
 
 def test_synthesize_writes_grouped_pairs(photos, originals, decoders, tmp_path):
-    from realjudge.evaluate.sharpness import mean_abs_laplacian
-    from realjudge.io.sources import open_source, split_key
+    from realjudge.sharpness import mean_abs_laplacian
+    from realjudge.data.layouts import open_source
+    from realjudge.data.samples import split_key
     from realjudge.synthesize.reconstruct import DecoderReconstructor
 
     out = tmp_path / "out"
@@ -466,7 +467,7 @@ def test_synthesize_with_a_diffusers_vae(photos, originals, tmp_path):
 
 def _random_pngs(root: Path, n_val: int, n_train: int, fraction: float = 0.1) -> None:
     """Random 64x64 PNGs, chosen so that `n_val` fall on the validation side of `is_validation`."""
-    from realjudge.io.sources import is_validation
+    from realjudge.data.samples import is_validation
 
     rng = np.random.default_rng(0)
     root.mkdir(parents=True)

@@ -4,7 +4,8 @@ import pytest
 
 from realjudge.errors import UsageError
 from realjudge.train.config import TrainConfig, load_config
-from realjudge.train.engine import Trainer, lr_at
+from realjudge.train.engine import Trainer
+from realjudge.train.schedule import lr_at
 
 
 def test_config_validation_is_early_and_clear(tmp_path):
@@ -70,7 +71,7 @@ def test_train_cli_end_to_end(tiny_flat, tmp_path):
 def test_shift_and_cutout_move_or_blank_pixels_without_inventing_values():
     import numpy as np
 
-    from realjudge.train.data import augment_batch
+    from realjudge.train.batches import augment_batch
 
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
@@ -99,7 +100,7 @@ def test_weight_average_tracks_the_model_and_survives_resume(tiny_flat, tmp_path
     from safetensors.torch import load_file
 
     from realjudge.models import create_model
-    from realjudge.train.engine import WeightAverage
+    from realjudge.train.averaging import WeightAverage
 
     net = torch.nn.Linear(2, 1)
     avg = WeightAverage(net, 0.9)

@@ -1,7 +1,6 @@
 """realjudge: tell AI-generated images from real photographs."""
 
 from ._version import __version__  # noqa: E402
-
 from .detector import Detector, Record, load  # noqa: E402
 from .errors import DecodeError, RealjudgeError, UsageError  # noqa: E402
 
@@ -20,7 +19,7 @@ def detect(inputs, model: str | None = None, threshold: float | None = None, ver
 
 def read_provenance(data_or_path):
     """Every provenance finding of one file (a path or its bytes), without scoring it."""
-    from .io.decode import decode_bytes, read_file
+    from .data.decode import decode_bytes, read_file
     from .provenance import read
 
     data = data_or_path if isinstance(data_or_path, (bytes, bytearray)) else read_file(data_or_path)

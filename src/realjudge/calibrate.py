@@ -28,6 +28,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -65,15 +66,25 @@ class Calibration:
         p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
         return self.temperature * np.log(p / (1 - p)) + self.offset
 
-    def verdicts(self, p: np.ndarray) -> list[str]:
+    def verdict(self, p: float, threshold: float | None = None) -> str:
+        """fake, real or uncertain. The band belongs to the calibrated threshold: at any other
+        threshold (a user's choice) the verdict is the plain comparison."""
+        t = self.threshold if threshold is None else threshold
         lo, hi = self.uncertain_band
-        out = []
-        for v in np.asarray(p, dtype=np.float64):
-            if lo < v < hi:
-                out.append("uncertain")
-            else:
-                out.append("fake" if v >= self.threshold else "real")
-        return out
+        if t == self.threshold and lo < p < hi:
+            return "uncertain"
+        return "fake" if p >= t else "real"
+
+
+def check_threshold(value, what: str = "threshold") -> float:
+    """A decision threshold on p_fake as a float in [0, 1]; anything else is a usage error."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} must be a number between 0 and 1, got {value!r}") from None
+    if not (math.isfinite(t) and 0.0 <= t <= 1.0):
+        raise UsageError(f"{what} must be between 0 and 1, got {value!r}")
+    return t
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -114,16 +114,27 @@ class InputPolicy:
                 return [pixels], "none"
             return [resize_to(pixels, self.size, self.filter)], f"resized {w}x{h}->{self.size}x{self.size} ({self.filter})"
         s = self.size
-        note = []
-        if h < s or w < s:
-            ph, pw = max(0, s - h), max(0, s - w)
-            pixels = np.pad(pixels, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode=self.pad)
-            note.append(f"padded {w}x{h}->{pixels.shape[1]}x{pixels.shape[0]} ({self.pad})")
-            h, w = pixels.shape[:2]
-        positions = crop_positions(h, w, s, self.crops)
-        views = [pixels[y:y + s, x:x + s] for y, x in positions]
+        frame, padded = self.frame(pixels)
+        note = [padded] if padded else []
+        views = [frame[y:y + s, x:x + s] for y, x in self.positions(frame)]
         note.append(f"{len(views)} crop(s) of {s}px, logits averaged")
         return views, "; ".join(note)
+
+    def frame(self, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+        """Crop policies: the image the crops are cut from, padded (never upsampled) to at least one
+        patch, and a note of the padding ('' when none)."""
+        h, w = pixels.shape[:2]
+        s = self.size
+        if h >= s and w >= s:
+            return pixels, ""
+        ph, pw = max(0, s - h), max(0, s - w)
+        frame = np.pad(pixels, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode=self.pad)
+        return frame, f"padded {w}x{h}->{frame.shape[1]}x{frame.shape[0]} ({self.pad})"
+
+    def positions(self, frame: np.ndarray) -> list[tuple[int, int]]:
+        """Crop policies: the (y, x) corner of every crop scored in a frame."""
+        h, w = frame.shape[:2]
+        return crop_positions(h, w, self.size, self.crops)
 
     def normalise(self, batch: np.ndarray):
         """N x H x W x 3 uint8 -> N x 3 x H x W float tensor."""

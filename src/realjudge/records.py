@@ -1,16 +1,12 @@
-"""What one scored input becomes: a Record (the fields every entry point returns), the Prepared
-views it is scored from, and the `predict` surface a Detector and the Router share. A leaf module,
-so that the detector and the router both build on it without importing each other."""
+"""What one scored input becomes: a Record (the fields every entry point returns), and the Prepared
+views it is scored from. A leaf module: the pipeline, the detectors and the service build on it."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-
-from .errors import UsageError
 
 RECORD_FIELDS = ("path", "p_fake", "verdict", "threshold", "model", "error", "warnings", "provenance_verdict", "provenance",
                  "verdict_source", "pixel_verdict")
@@ -50,6 +46,8 @@ class Record:
 
 @dataclass
 class Prepared:
+    """One input on its way to the model (realjudge.pipeline): the views its size-picked model scores."""
+
     name: str
     views: np.ndarray | None  # V x S x S x 3 uint8
     note: str = ""
@@ -57,22 +55,6 @@ class Prepared:
     error: str | None = None
     provenance: list[dict[str, Any]] | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-def predict_inputs(predict_iter, inputs: Any, names: list[str] | None, **options):
-    """The `predict` surface a Detector and the Router share: one input gives a Record, a list a list."""
-    single = not isinstance(inputs, (list, tuple))
-    items = [inputs] if single else list(inputs)
-    labels = names or [_input_name(o, i) for i, o in enumerate(items)]
-    if len(labels) != len(items):
-        raise UsageError(f"names: {len(labels)} names for {len(items)} inputs")
-    records = list(predict_iter(zip(items, labels), **options))
-    return records[0] if single else records
-
-
-def _input_name(obj: Any, i: int) -> str:
-    if isinstance(obj, (str, os.PathLike)):
-        return str(obj)
-    if hasattr(obj, "locator"):
-        return obj.locator
-    return f"<input {i}>"
+    model: str | None = None  # the detector the size rule picked; None when the input could not be decoded
+    pixels: np.ndarray | None = None  # the decoded image, kept only for an explanation drawn on it
+    timings: dict[str, float] = field(default_factory=dict)

@@ -13,8 +13,7 @@ import sys
 import click
 
 from ..errors import RealjudgeError
-
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from .exit_codes import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE  # noqa: F401  (importable from realjudge.cli)
 
 
 class _Group(click.Group):

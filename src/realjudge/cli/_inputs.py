@@ -6,13 +6,13 @@ import sys
 
 import click
 
-from . import EXIT_USAGE
+from .exit_codes import EXIT_USAGE
 
 
 def open_inputs(paths, model, device, threshold, provenance: bool = True):
     """(samples, missing, router). Missing paths are named on stderr and make the exit code 1 when
     other inputs exist (like an unreadable file); when no input exists at all it is a usage error (2)."""
-    from ..io.sources import expand_inputs
+    from ..data.inputs import expand_inputs
     from ..detector import load_for_inputs
 
     samples, missing = expand_inputs(list(paths))

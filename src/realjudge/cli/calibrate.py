@@ -35,11 +35,10 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, device, pr
     import numpy as np
     from tqdm import tqdm
 
-    from ..bundle import _model_card, _read_bundle_files, band_fit_line, resolve_bundle_path
-    from ..calibrate import band_figures, refit_band
+    from ..data.layouts import open_source
+    from ..data.samples import assign_groups, is_validation, iter_sample_bytes, split_key
     from ..detector import load
     from ..errors import UsageError
-    from ..io.sources import assign_groups, content_id, is_validation, iter_sample_bytes, open_source, split_key
 
     det = load(bundle, device)
     if scores_in:
@@ -70,7 +69,7 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, device, pr
         for s, blob in iter_sample_bytes(samples):
             bar.update(1)
             if isinstance(blob, bytes) and s.label is not None:
-                s._id = content_id(blob)
+                s.learn_id(blob)
                 if is_validation(split_key(s), fraction):
                     yield s, blob
         bar.close()
@@ -103,8 +102,9 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, device, pr
 
 def _finish(bundle, det, y, z, band_error, out_dir, errors) -> None:
     """Refit the band on validation logits `z` and labels `y`, report it, and write the bundle to `out_dir`."""
-    from ..bundle import _model_card, _read_bundle_files, band_fit_line, resolve_bundle_path
+    from ..bundle import _read_bundle_files, resolve_bundle_path
     from ..calibrate import band_figures, refit_band
+    from ..card import band_fit_line, model_card
 
     old = det.calibration
     new = refit_band(old, z, y, band_error)
@@ -127,8 +127,8 @@ def _finish(bundle, det, y, z, band_error, out_dir, errors) -> None:
         meta_new = dict(meta_old) | {"calibration": new.to_json(), "uncertain_band": list(new.uncertain_band)}
         if "uncertain_share" in meta_new.get("val_metrics", {}):
             meta_new["val_metrics"] = meta_new["val_metrics"] | {"uncertain_share": 1.0 - new.band_fit["coverage"]}
-        if card == _model_card(meta_old):
-            card = _model_card(meta_new)
+        if card == model_card(meta_old):
+            card = model_card(meta_new)
         else:  # a hand-edited card: change the band's figures only
             card = re.sub(r"uncertain band \([0-9.]+, [0-9.]+\)\.(\nBand: [^\n]*)?",
                           lambda _m: f"uncertain band ({new.uncertain_band[0]:.4f}, {new.uncertain_band[1]:.4f})."

@@ -25,7 +25,7 @@ def command() -> None:
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="--align: JPEG quality.")
 def audit_command(sources, reals, fakes, layout, limit, json_out, align_out, crop, quality):
     """Per class: file format, size, JPEG quality, aspect ratio; warns when these alone separate the classes."""
-    from ..data_audit import align, audit, format_report
+    from ..data.audit import align, audit, format_report
     from ..evaluate.run import load_labelled
 
     samples = load_labelled(list(sources), layout, reals, fakes, "audited data")
@@ -51,8 +51,8 @@ def audit_command(sources, reals, fakes, layout, limit, json_out, align_out, cro
 
 
 def _reals(sources, layout):
+    from ..data.layouts import open_source
     from ..errors import SourceError
-    from ..io.sources import open_source
 
     samples = []
     for src in sources:

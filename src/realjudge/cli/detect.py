@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from . import EXIT_OK, EXIT_PARTIAL
+from .exit_codes import EXIT_OK, EXIT_PARTIAL
 
 
 def format_records(records, fmt: str) -> str:
@@ -81,7 +81,7 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
     first = True
     explainer = None
     if explain_dir:
-        from ..explain.overlay import OverlayWriter
+        from ..explain.writer import OverlayWriter
 
         explainer = OverlayWriter(explain_dir)
     out = sys.stdout
@@ -89,7 +89,10 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
         out.write("[")
     elif fmt == "table":
         out.write(TABLE_HEADER + "\n")
-    for rec in router.predict_samples(samples, batch_size=batch_size, workers=workers, verdict=verdict_mode):
+    scored = router.predict_samples(samples, batch_size=batch_size, workers=workers, verdict=verdict_mode,
+                                    keep_pixels=explainer is not None)
+    for item in scored:
+        rec, prepared = item if explainer is not None else (item, None)
         bar.update(1)
         failed += rec.error is not None
         if rec.verdict:
@@ -102,7 +105,7 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
             for w in rec.warnings:
                 click.echo(f"realjudge: warning: {rec.path}: {w}", err=True)
         if explainer is not None and rec.error is None:
-            explainer.write(router, rec)
+            explainer.write(router, rec, prepared)
         if fmt == "json":
             out.write(("\n  " if first else ",\n  ") + json.dumps(rec.to_dict()))
         elif fmt == "csv":

@@ -26,7 +26,7 @@ def command(bundles, out_dir, name, data, min_real_accuracy, threshold_rule, car
     """Average the logits of BUNDLES (two or more, same input policy and validation split) and
     calibrate the result on their validation split."""
     from ..bundle import load_bundle
-    from ..ensemble import combine
+    from ..train.stacking import combine
 
     show = sys.stderr.isatty() if progress is None else progress
     out = combine(list(bundles), out_dir, name, list(data) or None, show, min_real_accuracy, _card(card_file),

@@ -25,9 +25,9 @@ import click
 def command(sources, reals, fakes, model, layout, threshold, perturb, out_dir, device, progress):
     """Accuracy, precision, recall, F1, ROC-AUC, AP, real/fake accuracy and the confusion matrix (fake = positive)."""
     from ..detector import load_for_inputs
-    from ..evaluate.perturb import SWEEPS, parse_perturbation
     from ..evaluate.report import metrics_table, write_report
     from ..evaluate.run import evaluate, load_labelled
+    from ..perturb import SWEEPS, parse_perturbation
 
     specs = list(SWEEPS) if "all" in perturb else list(perturb)
     perts = [p for spec in specs for p in parse_perturbation(spec)]
@@ -41,7 +41,7 @@ def command(sources, reals, fakes, model, layout, threshold, perturb, out_dir, d
         click.echo(f"realjudge: warning: {result['n_warned']} image(s): {result['warnings'][0]}", err=True)
     if out_dir:
         path = write_report(result, y, p, out_dir)
-        from ..evaluate.protocols import write_degradation
+        from ..evaluate.plots import write_degradation
 
         write_degradation(result, out_dir)  # per-generator degradation curves: degradation.json + plots
         click.echo(f"report: {path}", err=True)

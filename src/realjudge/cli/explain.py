@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import EXIT_OK, EXIT_PARTIAL
+from .exit_codes import EXIT_OK, EXIT_PARTIAL
 
 
 @click.command("explain")
@@ -22,17 +22,17 @@ def command(images, out_dir, model, method, threshold, device):
     The map shows the evidence for the detector's verdict (fake or real). Exit code 1 when some
     images could not be read.
     """
-    from ..explain.overlay import OverlayWriter
+    from ..explain.writer import OverlayWriter
     from ._inputs import open_inputs
 
     samples, missing, router = open_inputs(images, model, device, threshold)
     writer = OverlayWriter(out_dir, method)
     failed = 0
-    for rec in router.predict_samples(samples, workers=0):
+    for rec, prepared in router.predict_samples(samples, workers=0, keep_pixels=True):
         if rec.error:
             failed += 1
             click.echo(f"realjudge: error: {rec.error}", err=True)
             continue
-        path = writer.write(router, rec)
+        path = writer.write(router, rec, prepared)
         click.echo(f"{rec.verdict:<9}  {rec.p_fake:6.4f}  {rec.path}  [{rec.model}]  -> {path}  ({writer.last_explained})")
     sys.exit(EXIT_PARTIAL if failed or missing else EXIT_OK)

@@ -12,7 +12,7 @@ import sys
 import click
 
 from ..errors import UsageError
-from . import EXIT_OK, EXIT_PARTIAL
+from .exit_codes import EXIT_OK, EXIT_PARTIAL
 
 _FILTERS = "nearest, bilinear, bicubic, lanczos, box"
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from . import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from .exit_codes import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
 
 @click.command("inspect")
@@ -21,9 +21,9 @@ def command(paths, as_json):
     """
     import sys
 
+    from ..data.decode import decode_bytes
+    from ..data.inputs import expand_inputs
     from ..errors import DecodeError
-    from ..io.decode import decode_bytes
-    from ..io.sources import expand_inputs
     from ..provenance import describe, read, verdict
 
     samples, missing = expand_inputs(list(paths))

@@ -1,31 +1,15 @@
-"""Evaluation protocols as code: train-on-X / test-on-Y over sources and generators.
-
-- `leave_one_generator_out(samples)`: for each generator g, train on the other generators' fakes and
-  on the training-side reals; test on every fake of g (never seen) against the test-side reals.
-- `cross_dataset(groups)`: train on one data set's training side, test on every other data set's
-  test side (e.g. CIFAKE -> natural photographs and back).
-- `run_protocols(...)` trains one detector per protocol with the shared engine and evaluates it with
-  the shared evaluation code (optionally under perturbations); `matrix_table` / `protocol_table`
-  render Markdown, and the result dict is plain JSON.
-
-Reals and fakes are split by a salted hash of their bytes (`TEST_SALT`), or of their group where
-they have one (`io.sources.split_key`: one prompt rendered by several generators is one group), so
-the protocol's test side never overlaps the training side, not even by a near-duplicate picture; the
-engine's own validation split (unsalted hash) works inside the training side unchanged.
-"""
-
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..io.sources import Sample, content_id, is_validation, iter_sample_bytes, split_key
+from ..data.samples import Sample, is_validation, iter_sample_bytes, split_key
 
 TEST_SALT = "protocol-test"
+
+
 VAL_SALT = "protocol-val"  # the training side's own validation split (calibration, fusion, early stopping)
 
 
@@ -40,11 +24,11 @@ class Protocol:
 
 def with_ids(samples: list[Sample]) -> list[Sample]:
     """Content ids for every sample in one pass over the bytes (archives read sequentially)."""
-    todo = [s for s in samples if s._id is None]
+    todo = [s for s in samples if not s.has_id]
     for s, blob in iter_sample_bytes(todo):
         if isinstance(blob, bytes):
-            s._id = content_id(blob)
-    return [s for s in samples if s._id is not None]
+            s.learn_id(blob)
+    return [s for s in samples if s.has_id]
 
 
 def is_test(s: Sample, fraction: float, salt: str = TEST_SALT) -> bool:
@@ -131,166 +115,3 @@ def balanced_subset(samples: list[Sample], per_class: int, seed: int = 0) -> lis
         rows = sorted(rng.choice(len(cls), min(per_class, len(cls)), replace=False)) if cls else []
         out += [cls[i] for i in rows]
     return out
-
-
-def build_split(cfg, policy, train_samples: list[Sample], progress: bool = False):
-    """Engine Split from explicit samples: the training side is split again (split key salted with
-    `VAL_SALT`) into training and validation; validation gets the policy's detection views."""
-    from ..io.cache import load_arrays
-    from ..train.data import Split, load_patches
-
-    train_samples = with_ids(train_samples)
-    val = [s for s in train_samples if is_validation(split_key(s), cfg.val_fraction, salt=VAL_SALT)]
-    tr = [s for s in train_samples if not is_validation(split_key(s), cfg.val_fraction, salt=VAL_SALT)]
-    if policy.kind == "resize":
-        return Split(load_arrays(tr, policy.size, policy.filter, progress=progress),
-                     load_arrays(val, policy.size, policy.filter, progress=progress))
-    return Split(load_patches(tr, policy, progress, cfg.train_patches, 0.0, cfg.patch_augment, cfg.seed),
-                 load_patches(val, policy, progress, 0, 0.0, (), cfg.seed))
-
-
-def train_detector(cfg, train_samples: list[Sample], run_dir: str | Path, name: str, progress: bool = False):
-    """Train with the shared engine on explicit samples; returns (Detector, bundle path)."""
-    from ..detector import load
-    from ..train.engine import Trainer
-
-    trainer = Trainer(cfg, run_dir, progress=progress)
-    split = build_split(cfg, trainer.policy, train_samples, progress)
-    trainer.fit(resume=(Path(run_dir) / "checkpoint.json").exists(), split=split)
-    bundle = trainer.export(Path(run_dir) / "bundle", name)
-    return load(str(bundle), "cpu"), bundle
-
-
-def summarise(result: dict[str, Any]) -> dict[str, Any]:
-    """The figures a protocol table shows: AP, real/fake accuracy, and per generator real-acc/fake-acc/AP."""
-    o = result["overall"]
-    gens = {g: {"ap": m["ap"], "real_accuracy": m["real_accuracy"], "fake_accuracy": m["fake_accuracy"], "n_fake": m["n_fake"]}
-            for g, m in result.get("per_generator", {}).items() if not g.startswith("_")}
-    aps = [m["ap"] for m in gens.values() if m["ap"] is not None]
-    out = {"ap": o["ap"], "roc_auc": o["roc_auc"], "accuracy": o["accuracy"], "real_accuracy": o["real_accuracy"],
-           "fake_accuracy": o["fake_accuracy"], "n_real": o["n_real"], "n_fake": o["n_fake"], "per_generator": gens,
-           "mean_ap": float(np.mean(aps)) if aps else o["ap"]}
-    if result.get("perturbations"):
-        out["perturbations"] = {k: {"ap": v["ap"], "real_accuracy": v["real_accuracy"], "fake_accuracy": v["fake_accuracy"]}
-                                for k, v in result["perturbations"].items()}
-    return out
-
-
-def protocol_record(p: Protocol, result: dict[str, Any]) -> dict[str, Any]:
-    """One protocol's stored result: what was trained and tested, and the summary of its evaluation."""
-    return {"kind": p.kind, "meta": p.meta, "n_train": len(p.train), "n_test": len(p.test)} | summarise(result)
-
-
-def run_protocols(protocols: list[Protocol], cfg, out_dir: str | Path, perturbations=None, progress: bool = False,
-                  detector=None) -> dict[str, Any]:
-    """Train (unless `detector` is given: then it is evaluated as is) and evaluate every protocol.
-    Results are written to `out_dir/protocols.json` after each protocol, so a long run keeps its progress."""
-    from .run import evaluate
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "protocols.json"
-    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    for i, p in enumerate(protocols):
-        if p.name in results:
-            continue
-        det = detector
-        if det is None:
-            det, _ = train_detector(replace(cfg), p.train, out_dir / f"run{i}", f"{cfg.arch}-{i}", progress)
-        res, _, _ = evaluate(det, p.test, perturbations)
-        results[p.name] = protocol_record(p, res)
-        path.write_text(json.dumps(results, indent=2, default=float))
-    return results
-
-
-def _f(v) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
-
-
-def protocol_table(results: dict[str, Any]) -> str:
-    """One row per protocol: AP, mean AP over generators, real and fake accuracy."""
-    lines = ["| protocol | n train | n test | AP | mean AP (generators) | real acc | fake acc |", "|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['n_train']} | {r['n_test']} | {_f(r['ap'])} | {_f(r['mean_ap'])} | "
-                     f"{_f(r['real_accuracy'])} | {_f(r['fake_accuracy'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def generator_table(results: dict[str, Any]) -> str:
-    """Per protocol and generator: real accuracy, fake accuracy and AP (that generator's fakes vs all test reals)."""
-    lines = ["| protocol | generator | real acc | fake acc | AP |", "|---|---|---|---|---|"]
-    for name, r in results.items():
-        for g, m in r["per_generator"].items():
-            lines.append(f"| {name} | {g} | {_f(m['real_accuracy'])} | {_f(m['fake_accuracy'])} | {_f(m['ap'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def matrix_table(results: dict[str, Any], metric: str = "ap") -> str:
-    """Train-on-X (rows) / test-on-Y (columns) matrix of one metric, from protocols with train/test meta."""
-    cells = {(r["meta"].get("train"), r["meta"].get("test")): r.get(metric) for r in results.values()
-             if "train" in r["meta"] and "test" in r["meta"]}
-    rows = sorted({a for a, _ in cells})
-    cols = sorted({b for _, b in cells})
-    lines = [f"| train \\ test ({metric}) | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for a in rows:
-        lines.append(f"| {a} | " + " | ".join(_f(cells.get((a, b))) for b in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def degradation_curves(result: dict[str, Any]) -> dict[str, Any]:
-    """From an `evaluate` result with perturbations: per family, the clean point and each strength,
-    overall AP and per-generator AP / real accuracy / fake accuracy (the data behind the plots)."""
-    clean_gen = {g: m.get("ap") for g, m in result.get("per_generator", {}).items() if not g.startswith("_")}
-    curves: dict[str, Any] = {}
-    for label, entry in result.get("perturbations", {}).items():
-        fam, _, value = label.partition(":")
-        c = curves.setdefault(fam, {"values": [], "ap": [], "real_accuracy": [], "fake_accuracy": [], "per_generator": {},
-                                    "clean_ap": result["overall"]["ap"], "clean_per_generator": clean_gen})
-        c["values"].append(float(value) if value else None)
-        for k in ("ap", "real_accuracy", "fake_accuracy"):
-            c[k].append(entry.get(k))
-        for g, m in entry.get("per_generator", {}).items():
-            if not g.startswith("_"):
-                c["per_generator"].setdefault(g, []).append(m.get("ap"))
-    return curves
-
-
-def plot_degradation(curves: dict[str, Any], out: str | Path, title: str = "") -> list[str]:
-    """One PNG per perturbation family: AP against strength, overall (bold) and per generator."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for fam, c in curves.items():
-        xs = [v if v is not None else i for i, v in enumerate(c["values"])]
-        fig, ax = plt.subplots(figsize=(4.5, 3.4))
-        ax.plot(xs, [np.nan if v is None else v for v in c["ap"]], "o-", lw=2.5, color="black", label="all")
-        if c["clean_ap"] is not None:
-            ax.axhline(c["clean_ap"], ls="--", color="grey", label="clean")
-        for g, aps in sorted(c["per_generator"].items()):
-            ax.plot(xs, [np.nan if v is None else v for v in aps], ".-", alpha=0.8, label=g)
-        ax.set(xlabel=fam, ylabel="AP (fake = positive)", ylim=(0, 1.02), title=f"{title} {fam}".strip())
-        if fam.startswith("jpeg") or fam == "webp":
-            ax.invert_xaxis()  # stronger compression to the right
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        name = f"degradation_{fam}.png"
-        fig.savefig(out / name, dpi=100)
-        plt.close(fig)
-        files.append(name)
-    return files
-
-
-def write_degradation(result: dict[str, Any], out: str | Path) -> list[str]:
-    """`degradation.json` + one plot per family under `out` (used by `realjudge evaluate --out`)."""
-    curves = degradation_curves(result)
-    if not curves:
-        return []
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "degradation.json").write_text(json.dumps(curves, indent=2, default=float))
-    return ["degradation.json"] + plot_degradation(curves, out, result.get("model", ""))

@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from ..data.decode import decode_bytes
+from ..data.layouts import open_source, require_labels
+from ..data.samples import Sample, iter_sample_bytes
 from ..detector import Detector
 from ..errors import DecodeError, SourceError, UsageError
-from ..io.decode import decode_bytes
-from ..io.sources import Sample, iter_sample_bytes, open_source, require_labels
-from .metrics import binary_metrics, grouped_metrics
-from .perturb import Perturbation
+from ..metrics import binary_metrics, grouped_metrics
+from ..perturb import Perturbation
 
 
 def load_labelled(paths: list[str], layout: str = "auto", reals: list[str] | tuple = (), fakes: list[str] | tuple = (),

@@ -8,9 +8,6 @@ and blended through a colour map.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
@@ -72,56 +69,3 @@ def render_overlay(image: np.ndarray, heat: np.ndarray, min_side: int = MIN_SIDE
             ImageDraw.Draw(framed).text((4, img.height + 2), caption, fill=(255, 255, 255))
             img = framed
     return img
-
-
-def enlarge(image: np.ndarray, min_side: int = MIN_SIDE) -> Image.Image:
-    """The image alone, nearest-neighbour enlarged like its overlay (for side-by-side panels)."""
-    h, w = image.shape[:2]
-    k = upscale_factor(h, w, min_side)
-    return Image.fromarray(image).resize((w * k, h * k), Image.Resampling.NEAREST)
-
-
-def _safe_stem(locator: str) -> str:
-    """A file name from a path or `archive::member`: the last component, unsafe characters replaced."""
-    last = re.split(r"[\\/]|::", locator.rstrip("/"))[-1] or "image"
-    stem = last.rsplit(".", 1)[0] if "." in last[1:] else last
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
-
-
-class OverlayWriter:
-    """Writes `<stem>.<method>.png` per scored record into `folder` (`detect --explain`).
-
-    Names are made unique (`-2`, `-3`...) because several inputs can share a file name.
-    """
-
-    def __init__(self, folder: str | Path, method: str = "gradcam"):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.method = method
-        self._used: set[str] = set()
-        self.written: list[Path] = []
-        self.last_explained = ""
-
-    def _path_for(self, locator: str) -> Path:
-        stem = _safe_stem(locator)
-        name, i = f"{stem}.{self.method}.png", 1
-        while name in self._used:
-            i += 1
-            name = f"{stem}-{i}.{self.method}.png"
-        self._used.add(name)
-        return self.folder / name
-
-    def write(self, router, record) -> Path:
-        from ..io.sources import Sample
-        from . import explain
-
-        detector = router.detectors[record.model]
-        data = Sample(record.path).read_bytes()
-        exp = explain(detector, data, method=self.method, name=record.path)
-        from . import describe_explained
-
-        self.last_explained = describe_explained(exp)
-        path = self._path_for(record.path)
-        path.write_bytes(exp.overlay_png())
-        self.written.append(path)
-        return path

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..runtime import resolve_device
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 INSTALL_HINT = "pip install -e '.[generate]' in a realjudge clone"
@@ -85,31 +86,16 @@ DTYPES = ("auto", "float16", "bfloat16", "float32")
 def pick_device(requested: str, dtype: str = "auto") -> tuple[str, str]:
     """(device, dtype name). By default float16 on CUDA, which halves memory and time; CPU and MPS
     stay float32. float32 on CUDA is the remedy when float16 overflows (blank images)."""
-    import torch
 
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
-    if requested == "auto":
-        if torch.cuda.is_available():
-            requested = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            requested = "mps"
-        else:
-            requested = "cpu"
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {requested}: CUDA is not available on this machine (use --device cpu)")
-        return requested, "float16" if dtype == "auto" else dtype
-    if requested == "mps":
-        if not torch.backends.mps.is_available():
-            raise UsageError("--device mps: MPS is not available on this machine (use --device cpu)")
-        return requested, "float32" if dtype == "auto" else dtype
-    if requested == "cpu":
-        if dtype == "float16":
-            raise UsageError("--dtype float16 needs a GPU; on the CPU use float32 or bfloat16")
-        return requested, "float32" if dtype == "auto" else dtype
-    raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {requested!r}")
+    device = str(resolve_device(requested, allow_mps=True))
+    if device.startswith("cuda"):
+        return device, "float16" if dtype == "auto" else dtype
+    if device == "cpu" and dtype == "float16":
+        raise UsageError("--dtype float16 needs a GPU; on the CPU use float32 or bfloat16")
+    return device, "float32" if dtype == "auto" else dtype
 
 
 def _quiet_libraries() -> None:

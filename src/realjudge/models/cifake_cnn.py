@@ -6,13 +6,14 @@ import torch
 from torch import nn
 
 from ..preprocess import InputPolicy
+from .base import DetectorNet
 from .registry import register_model
 
 CONV_STAGE = [(n, f) for n in (1, 2, 3) for f in (16, 32, 64, 128)]
 DENSE_UNITS = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
-class CifakeCNN(nn.Module):
+class CifakeCNN(DetectorNet):
     def __init__(self, n_conv: int = 2, filters: int = 32, n_dense: int = 1, units: int = 64, input_size: int = 32):
         super().__init__()
         if not 1 <= n_conv <= 5 or input_size >> n_conv < 1:

@@ -15,8 +15,6 @@ from .efficientnet import EFFNET_POLICY, EffNetClassifier
 from .registry import register_model
 from .resnet import SmallResNet
 
-AUGMENT = ["hflip", "blur", "jpeg"]
-
 
 @register_model("cnnspot", EFFNET_POLICY)
 def cnnspot(backbone: str = "effnet", pretrained: bool = True, blocks: int = 16, widths=(32, 64, 128),

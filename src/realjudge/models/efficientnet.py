@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..preprocess import InputPolicy
+from .base import DetectorNet
 from .registry import register_model
 
 # TF-Lite EfficientNet preprocessing: (x - 127) / 128, i.e. mean 0.5, std 0.5 on [0, 1] pixels.
@@ -65,7 +66,7 @@ class EffNetTrunk(nn.Module):
         return self.pool(self.feature_map(x)).flatten(1)
 
 
-class EffNetClassifier(nn.Module):
+class EffNetClassifier(DetectorNet):
     def __init__(self, blocks: int = N_BLOCKS, pretrained: bool = True, dropout: float = 0.2):
         super().__init__()
         self.trunk = EffNetTrunk(blocks, pretrained)

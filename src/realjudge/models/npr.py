@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..preprocess import InputPolicy
+from .base import DetectorNet
 from .registry import register_model
 from .resnet import SmallResNet
 
@@ -31,7 +32,7 @@ def npr_residual(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
     return x - up
 
 
-class NPRNet(nn.Module):
+class NPRNet(DetectorNet):
     """NPR residual (scaled so its spread is near 1) -> SmallResNet from scratch -> one logit."""
 
     def __init__(self, widths=(32, 64, 128), blocks=(1, 1, 1), strides=(2, 2, 2), factor: int = 2,

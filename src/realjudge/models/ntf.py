@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..preprocess import InputPolicy
-from ..train import losses as L
+from . import ntf_losses as L
+from .base import DetectorNet
 from .registry import register_model
 
 NTF_POLICY = InputPolicy(kind="crop", size=96, crops=5)
@@ -88,7 +89,11 @@ def make_view(x: torch.Tensor, crop: float = 0.875, noise: float = 0.03, jitter:
     return v + noise * torch.rand(n, 1, 1, 1, device=x.device) * torch.randn_like(v)
 
 
-class NTF(nn.Module):
+class NTF(DetectorNet):
+    two_stage = True
+    default_stage1_epochs = 3  # used when the training config leaves stage1_epochs unset
+    fuses_scores = True
+
     def __init__(self, encoder: str = "npr", widths=(32, 64, 128), effnet_blocks: int = 5, pretrained: bool = True,
                  dim: int = 64, n_prototypes: int = 8, prototypes: bool = True, loss: str = "soft",
                  tau: float = 0.2, tau_proto: float = 0.1, lambda_contrast: float = 0.5, lambda_proto: float = 1.0,
@@ -110,10 +115,12 @@ class NTF(nn.Module):
         self.lam = {"contrast": lambda_contrast, "proto": lambda_proto, "var": lambda_var, "usage": lambda_usage,
                     "orth": lambda_orth}
         self.stage = 2
-        self.default_stage1_epochs = 3  # used when the training config leaves stage1_epochs unset
         self.last_terms: dict[str, float] = {}
 
     # ------------------------------------------------------------------ scoring
+    def loss_terms(self) -> dict[str, float]:
+        return self.last_terms
+
     def set_stage(self, stage: int) -> None:
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..preprocess import InputPolicy
+from .base import DetectorNet
 from .registry import register_model
 
 
@@ -31,7 +32,7 @@ class BasicBlock(nn.Module):
         return self.act(y + (x if self.short is None else self.short(x)))
 
 
-class SmallResNet(nn.Module):
+class SmallResNet(DetectorNet):
     def __init__(self, widths=(32, 64, 128), blocks=(2, 2, 2), strides=(1, 2, 2), dropout: float = 0.0):
         super().__init__()
         widths, blocks, strides = tuple(widths), tuple(blocks), tuple(strides)

@@ -14,36 +14,11 @@ See docs/PROVENANCE.md for what each signal proves and how easily it is stripped
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 
-SAYS = ("ai", "ai_edited", "camera", "unknown")
-STRENGTHS = ("signed", "signed_untrusted", "claim", "hint")
-VERDICTS = ("ai", "camera", "none", "conflict")
-DECIDING = ("signed", "signed_untrusted", "claim")
-"""Strengths that decide `verdict`; a hint is shown to people but never decides."""
-
-TIME_BUDGET_S = 2.0
-"""Wall-clock budget for one file. Checked between readers (a native reader cannot be interrupted
-safely); each reader's work is bounded by the byte limits in its own module."""
-
-
-@dataclass
-class Finding:
-    signal: str
-    says: str
-    strength: str
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def failure(signal: str, reason: str) -> Finding:
-    """A reader that could not finish: shown, never deciding, never an exception."""
-    return Finding(signal, "unknown", "hint", {"error": " ".join(str(reason).split())})
+from .findings import DECIDING, SAYS, STRENGTHS, TIME_BUDGET_S, VERDICTS, Finding, failure  # noqa: F401
 
 
 def read(data: bytes, pixels: np.ndarray | None = None, time_budget: float = TIME_BUDGET_S) -> list[Finding]:

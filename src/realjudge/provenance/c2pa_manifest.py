@@ -12,7 +12,7 @@ import io
 import os
 from functools import lru_cache
 
-from . import Finding, failure
+from .findings import Finding, failure
 from .xmp import source_type
 
 MAX_ASSET_BYTES = 64 << 20

@@ -11,7 +11,7 @@ import warnings
 
 from PIL import Image
 
-from . import Finding, failure
+from .findings import Finding, failure
 from .png_chunks import software_finding
 
 MAKE, MODEL, SOFTWARE, DESCRIPTION, EXIF_IFD = 0x010F, 0x0110, 0x0131, 0x010E, 0x8769

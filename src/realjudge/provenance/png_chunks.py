@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from . import Finding
+from .findings import Finding
 
 PROMPT_CHARS = 2000
 """Prompts longer than this are cut, so a record stays small; real prompts are shorter."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Finding
+from .findings import Finding
 
 SCALE, BLOCK = 36, 4
 MIN_PIXELS = 256 * 256

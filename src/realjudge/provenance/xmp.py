@@ -6,7 +6,7 @@ billion-laughs bomb or fetch an external entity). Packet size is capped in `cont
 
 from __future__ import annotations
 
-from . import Finding, failure
+from .findings import Finding, failure
 from .png_chunks import software_finding
 
 IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import UsageError
-from ..evaluate.metrics import binary_metrics
+from ..metrics import binary_metrics
 from ..models.cifake_cnn import CONV_STAGE, DENSE_UNITS
 from .grid import DENSE_LAYERS, Topology, conv_stage, count_macs, count_params, dense_stage
 from .store import ResultStore
@@ -65,7 +65,7 @@ class Search:
 
     def __init__(self, settings: SearchSettings, log: Callable[[str], None] = print):
         from ..models.registry import get_entry
-        from ..train.data import load_split
+        from ..train.batches import load_split
 
         self.settings = settings
         self.out = Path(settings.out)
@@ -84,6 +84,7 @@ class Search:
     def train(self, t: Topology) -> dict[str, Any]:
         """Train (or recall) one topology; returns its result row."""
         from ..train.engine import Trainer
+        from ..train.scoring import predict_logits
 
         if t.key in self.store:
             return self.store.get(t.key)
@@ -100,7 +101,7 @@ class Search:
         t0 = time.perf_counter()
         result = trainer.fit(resume=True, split=self.split)
         seconds = time.perf_counter() - t0
-        logits = trainer.predict_logits(trainer.model, self.split.val.pixels)
+        logits = predict_logits(trainer.model, trainer.policy, self.split.val.pixels, trainer.device)
         m = binary_metrics(self.split.val.labels, 1 / (1 + np.exp(-logits)), 0.5)
         row = {"topology": t.key, **t.kwargs(), "params": count_params(t), "macs": count_macs(t),
                "train_s": seconds, "epochs": self.epochs, "resumed": resumed,

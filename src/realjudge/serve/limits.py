@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..data.decode import DEFAULT_MAX_PIXELS
 from ..errors import UsageError
-from ..io.decode import DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,18 @@ each result carries its own decode and model times.
 from __future__ import annotations
 
 import base64
-import math
 import threading
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..detector import Detector, Record, load
+from .. import pipeline
+from ..calibrate import check_threshold
+from ..detector import Detector, load, load_for_inputs
 from ..errors import DecodeError, RealjudgeError, UsageError
-from ..io.decode import decode
-from ..provenance import combine, read as read_provenance, verdict as provenance_verdict
-from ..detector import load_for_inputs
-from ..router import VERDICT_MODES, Router
+from ..provenance import combine
+from ..router import Router
 from .uploads import ApiError, Submission, Upload, parse_body
 
 
@@ -39,7 +38,8 @@ def load_models(models: Sequence[str] | None, device: str = "auto", threshold: f
 
 
 class Models:
-    """The loaded detectors, and one lock per network.
+    """The loaded detectors, one router per way a request can ask (by size, or a named model), and
+    one lock per network.
 
     Grad-CAM hooks a layer of the shared network while it runs, and that hook would capture the
     activations of any prediction made on another thread meanwhile; so a network runs one job at a
@@ -48,14 +48,20 @@ class Models:
 
     def __init__(self, router: Router):
         self.router = router
+        self.named = {name: router.only(name) for name in router.detectors}
         self.locks = {name: threading.Lock() for name in router.detectors}
 
     @property
     def detectors(self) -> dict[str, Detector]:
         return self.router.detectors
 
-    def pick(self, det: Detector | None, width: int, height: int) -> Detector:
-        return det or self.router.pick(width, height)
+    def router_for(self, model: str | None) -> Router:
+        """Route by image size (no model), or send every image to the named model."""
+        if not model:
+            return self.router
+        if model not in self.named:
+            raise ApiError(400, f"unknown model {model!r}; this server has {', '.join(self.detectors)}")
+        return self.named[model]
 
 
 def warm_up(router: Router) -> None:
@@ -64,34 +70,19 @@ def warm_up(router: Router) -> None:
         det.predict(np.zeros((det.policy.size, det.policy.size, 3), np.uint8))
 
 
-def resolve(models: Models, model: str | None, threshold: Any) -> tuple[Detector | None, float | None]:
-    """The detector asked for (None: pick by image size) and the threshold asked for (None: the bundle's)."""
-    det = None
-    if model:
-        if model not in models.detectors:
-            raise ApiError(400, f"unknown model {model!r}; this server has {', '.join(models.detectors)}")
-        det = models.detectors[model]
-    if threshold is None:
-        return det, None
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        raise ApiError(400, f"threshold must be a number between 0 and 1, got {threshold!r}") from None
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ApiError(400, f"threshold must be between 0 and 1, got {threshold!r}")
-    return det, value
-
-
 def read_request(models: Models, body: bytes, content_type: str, query: dict[str, Any], max_files: int):
     """Parse the body; a field in the body wins over the same query parameter."""
     sub: Submission = parse_body(body, content_type, max_files)
     model = sub.model if sub.model is not None else query.get("model")
     threshold = sub.threshold if sub.threshold is not None else query.get("threshold")
-    det, value = resolve(models, model, threshold)
+    router = models.router_for(model)
     mode = sub.verdict if sub.verdict is not None else (query.get("verdict") or "pixels")
-    if mode not in VERDICT_MODES:
-        raise ApiError(400, f"verdict must be one of {', '.join(VERDICT_MODES)}, got {mode!r}")
-    return sub.images, det, value, mode
+    try:
+        value = None if threshold is None else check_threshold(threshold)
+        pipeline.check_verdict_mode(mode)
+    except UsageError as err:
+        raise ApiError(400, str(err)) from None
+    return sub.images, router, (model or None), value, mode
 
 
 def _ms(seconds: float) -> float:
@@ -104,67 +95,60 @@ def _check(deadline: float) -> None:
         raise TimeoutError("past the request's deadline")
 
 
-def score(models: Models, upload: Upload, det: Detector | None, threshold: float | None, max_pixels: int,
-          verdict: str = "pixels") -> dict:
-    """One image to a record dict with its timings; an unreadable image gives a record with `error`."""
+def score(models: Models, upload: Upload, router: Router, named: str | None, threshold: float | None,
+          max_pixels: int, verdict: str = "pixels") -> dict:
+    """One image to a record dict with its timings; an unreadable image gives a record with `error`
+    (naming the model and threshold only when the request named a model)."""
     t0 = time.perf_counter()
-    try:
-        decoded = decode(upload.data, upload.name, max_pixels)
-    except DecodeError as err:
-        shown = threshold if threshold is not None else (det.threshold if det else None)
-        rec = Record(upload.name, error=str(err), model=det.name if det else None, threshold=shown)
+    prepared = pipeline.prepare(upload.data, upload.name, router, max_pixels)
+    if prepared.model is None:
+        rec = pipeline.score(router, [prepared])[0]
+        if named:
+            rec.model, rec.threshold = named, threshold if threshold is not None else router.detectors[named].threshold
+        rec.provenance = rec.provenance_verdict = None
         return rec.to_dict() | {"timings": {"decode_ms": _ms(time.perf_counter() - t0), "model_ms": None,
                                             "provenance_ms": None}}
     t1 = time.perf_counter()
-    findings = [f.to_dict() for f in read_provenance(upload.data, decoded.pixels)]
-    t2 = time.perf_counter()
-    h, w = decoded.pixels.shape[:2]
-    chosen = models.pick(det, w, h)
-    with models.locks[chosen.name]:
-        rec = chosen.predict([decoded], names=[upload.name], threshold=threshold)[0]
-    rec.provenance, rec.provenance_verdict = findings, provenance_verdict(findings)
+    with models.locks[prepared.model]:
+        rec = pipeline.score(router, [prepared], threshold)[0]
     if verdict == "combined":
         rec = combine(rec)
-    return rec.to_dict() | {"timings": {"decode_ms": _ms(t1 - t0), "provenance_ms": _ms(t2 - t1),
-                                        "model_ms": _ms(time.perf_counter() - t2)}}
+    return rec.to_dict() | {"timings": {"decode_ms": _ms(prepared.timings["decode_s"]),
+                                        "provenance_ms": _ms(prepared.timings["provenance_s"]),
+                                        "model_ms": _ms(time.perf_counter() - t1)}}
 
 
 def detect_job(models: Models, body: bytes, content_type: str, query: dict, max_files: int, max_pixels: int,
                deadline: float) -> list[dict]:
-    images, det, threshold, verdict = read_request(models, body, content_type, query, max_files)
+    images, router, named, threshold, verdict = read_request(models, body, content_type, query, max_files)
     results = []
     for upload in images:
         _check(deadline)
-        results.append(score(models, upload, det, threshold, max_pixels, verdict))
+        results.append(score(models, upload, router, named, threshold, max_pixels, verdict))
     return results
 
 
 def explain_job(models: Models, body: bytes, content_type: str, query: dict, max_files: int, max_pixels: int,
                 deadline: float) -> dict:
     """The heat-map overlay of one image as PNG bytes, with its record."""
-    images, det, threshold, _verdict = read_request(models, body, content_type, query, max_files)
+    images, router, _named, threshold, _verdict = read_request(models, body, content_type, query, max_files)
     if len(images) != 1:
         raise ApiError(400, f"explain takes exactly one image, got {len(images)}")
     try:
-        from ..explain import describe_explained, explain
+        from ..explain import describe_explained, explain_prepared
     except ImportError:
         raise ApiError(501, "explanations are not available in this installation of realjudge") from None
     upload = images[0]
     t0 = time.perf_counter()
-    try:
-        decoded = decode(upload.data, upload.name, max_pixels)
-    except DecodeError as err:
-        raise ApiError(422, str(err)) from None
+    prepared = pipeline.prepare(upload.data, upload.name, router, max_pixels, provenance=False, keep_pixels=True)
+    if prepared.model is None:
+        raise ApiError(422, prepared.error)
     t1 = time.perf_counter()
-    h, w = decoded.pixels.shape[:2]
-    chosen = models.pick(det, w, h)
-    lock = models.locks[chosen.name]
-    if threshold is not None:
-        chosen = Detector(chosen.model, chosen.info, chosen.device, threshold)
     _check(deadline)
     try:
-        with lock:
-            exp = explain(chosen, decoded, method=query.get("method") or "gradcam")
+        with models.locks[prepared.model]:
+            record = pipeline.score(router, [prepared], threshold)[0]
+            exp = explain_prepared(router.detectors[prepared.model], prepared, record, query.get("method") or "gradcam")
     except DecodeError as err:
         raise ApiError(422, str(err)) from None
     except (RealjudgeError, ValueError) as err:

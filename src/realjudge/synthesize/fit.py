@@ -102,16 +102,16 @@ def fit_decoder(spec: DecoderSpec, train: np.ndarray, val: np.ndarray, steps: in
 
 def load_real_images(samples, log=None):
     """Decoded pixels of the real (or unlabelled) samples, one by one, skipping unreadable files with a note."""
+    from ..data.decode import decode_bytes
+    from ..data.samples import iter_sample_bytes
     from ..errors import DecodeError
-    from ..io.decode import decode_bytes
-    from ..io.sources import content_id, iter_sample_bytes
 
     for s, blob in iter_sample_bytes([s for s in samples if s.label in (0, None)]):
         if not isinstance(blob, bytes):
             if log:
                 log(str(blob))
             continue
-        s._id = content_id(blob)
+        s.learn_id(blob)
         try:
             yield s, decode_bytes(blob, s.locator).pixels
         except DecodeError as err:
@@ -125,7 +125,7 @@ def train_decoders(samples, out_dir, specs, steps: int, patch: int = 48, per_ima
     measure each decoder's PSNR and sharpness. Writes one decoder folder per spec under `out_dir`."""
     from pathlib import Path
 
-    from ..io.sources import is_validation
+    from ..data.samples import is_validation
     from .decoders import save_decoder
 
     by_id = {}

@@ -4,7 +4,7 @@ autoencoders, and the photograph itself, prepared and encoded exactly alike.
 Output folder: `real/<id>.<ext>`, `fake/<reconstructor>/<id>.<ext>` and `manifest.csv` (the
 columns of the shared data's manifests plus `group`, `pair` and `preprocess`). Every row of a pair
 has `group = sha256:<sha256 of the original photograph's bytes>`, so the validation and protocol
-splits put the pair on the side of the original photograph (`io.sources.split_key`).
+splits put the pair on the side of the original photograph (`data.samples.split_key`).
 
 Preparation is a recorded choice, the same for both members: `crop` (a centre crop, no resampling)
 and `max_side` (a downscale, Lanczos) are off unless asked; `encode` is `png` (lossless: the
@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UsageError
-from ..evaluate.perturb import blur
-from ..evaluate.sharpness import mean_abs_laplacian
+from ..perturb import blur
+from ..sharpness import mean_abs_laplacian
 
 FIELDS = ["path", "label", "generator", "source", "width", "height", "format", "bytes", "sha256", "group", "pair",
           "preprocess"]

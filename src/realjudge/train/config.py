@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..calibrate import check_threshold_rule
+from ..data.samples import compile_group_pattern
 from ..errors import SourceError, UsageError
-from ..io.sources import compile_group_pattern
 
 
 @dataclass
@@ -18,7 +18,7 @@ class SourceSpec:
     layout: str = "auto"
     label: str | None = None  # force "real" or "fake" for every image of an unlabelled source
     # A regular expression searched in each image's path: images with the same first capture group
-    # form one group and land on one side of the validation split (see io.sources.split_key).
+    # form one group and land on one side of the validation split (see data.samples.split_key).
     group: str | None = None
 
 
@@ -108,7 +108,7 @@ class TrainConfig:
                     compile_group_pattern(s.group)
                 except SourceError as err:
                     need(False, f"{s.path}: {err}")
-        from ..evaluate.perturb import AUGMENTATIONS
+        from ..perturb import AUGMENTATIONS
 
         unknown = [a for a in self.augment if a not in AUGMENTATIONS]
         need(not unknown, f"unknown augmentation(s) {unknown}; known: {', '.join(AUGMENTATIONS)}")

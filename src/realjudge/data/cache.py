@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DecodeError
-from .sources import Sample, content_id, iter_sample_bytes
+from .samples import Sample, content_id, iter_sample_bytes
 
 
 def cache_root() -> Path:
@@ -79,7 +79,7 @@ def load_arrays(samples: list[Sample], size: int, resize: str = "bicubic", worke
         labels = np.load(folder / "labels.npy", allow_pickle=False)
         rows = index["rows"]
         for r, cid in zip(rows, index["ids"]):
-            samples[r]._id = cid  # so that `Sample.id` never rereads the bytes
+            samples[r].learn_id(cid)  # so that `Sample.id` never rereads the bytes
         return ArraySet(np.asarray(pixels), labels, index["ids"], [samples[i] for i in rows], index["errors"])
 
     workers = workers or max(1, min(4, os.cpu_count() or 1))
@@ -112,7 +112,7 @@ def load_arrays(samples: list[Sample], size: int, resize: str = "bicubic", worke
     pixels = pixels[:kept]
     labels = np.array([-1 if samples[r].label is None else samples[r].label for r in rows], np.int64)
     for s, cid in zip((samples[r] for r in rows), ids):
-        s._id = cid
+        s.learn_id(cid)
     if use_cache:
         tmp = folder.with_name(folder.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)

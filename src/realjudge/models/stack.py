@@ -1,7 +1,7 @@
 """An ensemble of trained detectors sharing one input policy: the mean of their logits.
 
 Independently trained networks make partly independent mistakes, so their mean is more accurate
-than either; the price is one forward pass per member. Built from bundles by `realjudge.ensemble`.
+than either; the price is one forward pass per member. Built from bundles by `realjudge.train.stacking`.
 """
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import DetectorNet
 from .registry import architecture_only, create_model, register_model
 
 
-class Ensemble(nn.Module):
+class Ensemble(DetectorNet):
     def __init__(self, members: list[dict]):
         super().__init__()
         if len(members) < 2:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
-
+from ..errors import UsageError
 
 CARD_FIELDS = ("intended_input", "failure_modes", "notes")
 
@@ -24,16 +23,12 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
     """Write an `ensemble` bundle of `bundles` to `out`; returns its folder. `card` may give the model
     card's `intended_input`, `failure_modes` and `notes` (default: the first member's, and a note
     naming the members)."""
-    from .bundle import load_bundle, write_bundle
-    from .models.ensemble import Ensemble
-    from .train.config import TrainConfig
-    from .train.data import load_split, split_description
-    from .train.engine import (
-        calibrated_metrics,
-        per_image,
-        predict_logits,
-        source_hashes,
-    )
+    from ..bundle import load_bundle, write_bundle
+    from ..models.stack import Ensemble
+    from .batches import load_split, split_description
+    from .config import TrainConfig
+    from .export import source_hashes
+    from .scoring import calibrated_metrics, per_image, predict_logits
 
     if len(bundles) < 2:
         raise UsageError("an ensemble needs at least two bundles")

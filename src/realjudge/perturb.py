@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..errors import UsageError
+from .errors import UsageError
 
 
 def _encode_pillow(pixels: np.ndarray, fmt: str, quality: int) -> np.ndarray:
@@ -118,7 +118,7 @@ SWEEPS: dict[str, list[float]] = {
 # Training-time augmentations: names a config may list. "hflip" keeps an 8x8 JPEG grid aligned when
 # the width is a multiple of 8; "shift" (translation up to 1/8 of the side, reflected edges) and
 # "cutout" (one square blanked) leave every kept pixel untouched; the others are applied at random
-# strength (see train.data).
+# strength (see train.batches).
 AUGMENTATIONS = ("hflip", "shift", "cutout", "jpeg", "blur", "resize", "noise")
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SourceError
-from .io.sources import Sample, content_id, iter_sample_bytes
+from ..errors import SourceError
+from .samples import Sample, content_id, iter_sample_bytes
 
 FEATURES = ("width", "height", "aspect", "log_pixels", "jpeg_quality", "bytes_per_pixel", "is_jpeg", "is_png",
             "chroma_full")
@@ -32,7 +32,7 @@ def file_facts(blob: bytes) -> dict[str, Any]:
     """Header facts of one image file, without decoding its pixels."""
     from PIL import Image
 
-    from .io.decode import estimate_jpeg_quality
+    from .decode import estimate_jpeg_quality
 
     im = Image.open(io.BytesIO(blob))
     w, h = im.size
@@ -187,7 +187,7 @@ def align(samples: list[Sample], out: str | Path, crop: int = 256, quality: int 
     Writes `images/...` and `manifest.csv` (path,label,generator,source) under `out`."""
     from PIL import Image
 
-    from .io.decode import decode_bytes
+    from .decode import decode_bytes
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)

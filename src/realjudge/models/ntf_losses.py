@@ -8,8 +8,6 @@ with a gradient path, so that a training step never crashes on an unlucky batch.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -166,8 +164,3 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, tau: float = 0.1) -> torc
 def bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Classifier head: L = -1/N sum_i [y_i log sigmoid(l_i) + (1 - y_i) log(1 - sigmoid(l_i))]."""
     return F.binary_cross_entropy_with_logits(logits.reshape(-1), labels.reshape(-1).to(logits.dtype))
-
-
-def max_usage_loss(k: int) -> float:
-    """The usage loss when a single prototype takes every image: log K (for tests and logs)."""
-    return math.log(k)

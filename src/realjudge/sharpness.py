@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DecodeError
-from ..io.decode import decode_bytes
-from ..io.sources import Sample, iter_sample_bytes
+from .data.decode import decode_bytes
+from .data.samples import Sample, iter_sample_bytes
+from .errors import DecodeError
 
 
 def mean_abs_laplacian(pixels: np.ndarray) -> float:

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.cache import ArraySet, load_arrays
+from ..data.layouts import open_source, require_labels
+from ..data.samples import Sample, assign_groups, is_validation, split_key
 from ..errors import SourceError
-from ..io.cache import ArraySet, load_arrays
-from ..io.sources import Sample, assign_groups, is_validation, open_source, require_labels, split_key
 from ..preprocess import InputPolicy, shift_views
 from .config import TrainConfig
 
@@ -100,8 +101,8 @@ def load_patches(samples: list[Sample], policy: InputPolicy, progress: bool, tra
     its content id), optionally rescaled / re-compressed as they are cut (`patch_augment`); the
     validation side always gets exactly the views that detection will use.
     """
-    from ..io.decode import decode_bytes
-    from ..io.sources import content_id, iter_sample_bytes
+    from ..data.decode import decode_bytes
+    from ..data.samples import content_id, iter_sample_bytes
 
     patches, labels, ids, kept, errors = [], [], [], [], []
     for s, blob in iter_sample_bytes(samples):
@@ -109,7 +110,7 @@ def load_patches(samples: list[Sample], policy: InputPolicy, progress: bool, tra
             errors.append(str(blob))
             continue
         cid = content_id(blob)
-        s._id = cid
+        s.learn_id(cid)
         try:
             pixels = decode_bytes(blob, s.locator).pixels
             if train_patches and not is_validation(split_key(s), val_fraction):
@@ -140,8 +141,9 @@ def random_patches(pixels: np.ndarray, policy: InputPolicy, n: int, augment, rng
     shrink it to the patch), so native size is not a cue; "jpeg": 70% of the patches are re-encoded
     at a random quality in [60, 95]. All alike for every class.
     """
-    from ..evaluate import perturb
     from PIL import Image
+
+    from .. import perturb
 
     s = policy.size
     h, w = pixels.shape[:2]
@@ -168,7 +170,7 @@ def random_patches(pixels: np.ndarray, policy: InputPolicy, n: int, augment, rng
 
 def augment_batch(batch: np.ndarray, names: list[str], rng: np.random.Generator) -> np.ndarray:
     """Random training augmentation, applied the same way whatever the label."""
-    from ..evaluate import perturb
+    from .. import perturb
 
     out = batch.copy() if names else batch
     if "hflip" in names:
