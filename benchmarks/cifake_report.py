@@ -283,8 +283,8 @@ def shipped_comparison(a, split, sample_rng) -> dict | None:
     """The shipped ResNet on the same validation images, when it is installed and used the same split."""
     from realjudge import load
     from realjudge.bundle import shipped_names
-    from realjudge.evaluate.metrics import binary_metrics
-    from realjudge.train.engine import predict_logits
+    from realjudge.metrics import binary_metrics
+    from realjudge.train.scoring import predict_logits
 
     if "cifake" not in shipped_names():
         return None
@@ -597,7 +597,7 @@ def write_report(a, summary, agree, sal, shipped, cost, docs: Path) -> Path:
 
 
 def _n_labelled(a) -> int:
-    from realjudge.io.sources import open_source
+    from realjudge.data.layouts import open_source
 
     return len(open_source(a.data))
 

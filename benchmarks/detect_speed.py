@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _docs import write_section  # noqa: E402
 
 import realjudge  # noqa: E402
-from realjudge.io.sources import expand_inputs  # noqa: E402
+from realjudge.data.inputs import expand_inputs  # noqa: E402
 from realjudge.router import Router, _route_job  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/cifake-train.tar.gz"

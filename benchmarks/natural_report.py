@@ -94,7 +94,8 @@ def _config(overrides: dict | None = None):
 
 def all_samples(with_synth: bool = True):
     """Both zips (prompts grouped as configs/natural.json groups them) and, if built, the synthesized pairs."""
-    from realjudge.io.sources import assign_groups, open_source
+    from realjudge.data.samples import assign_groups
+    from realjudge.data.layouts import open_source
 
     cfg = json.loads(CONFIG.read_text())
     out = []
@@ -117,21 +118,21 @@ def _scores(det, samples, perturbation=None) -> list[dict]:
 
 
 def _sharp(samples, perturbation=None) -> list[dict]:
-    from realjudge.evaluate.sharpness import sharpness_fake_scores
+    from realjudge.sharpness import sharpness_fake_scores
 
     scores, labels = sharpness_fake_scores(samples, perturbation)
     return [{"y": int(y), "p": float(p)} for y, p in zip(labels, scores)]
 
 
 def _pert(spec: str):
-    from realjudge.evaluate.perturb import parse_perturbation
+    from realjudge.perturb import parse_perturbation
 
     return parse_perturbation(spec)[0]
 
 
 # ---------------------------------------------------------------------------------------- steps
 def step_synth() -> None:
-    from realjudge.io.sources import open_source
+    from realjudge.data.layouts import open_source
     from realjudge.synthesize.pairs import synthesize
     from realjudge.synthesize.reconstruct import reconstructors
 
@@ -176,7 +177,7 @@ def _fold(det, p) -> dict:
 
 def step_lofo(variants=None) -> None:
     from realjudge.detector import load
-    from realjudge.evaluate.protocols import train_detector
+    from realjudge.evaluate.experiments import train_detector
 
     protos = _protocols()
     store = _load("lofo") or {}
@@ -207,7 +208,7 @@ def step_lofo(variants=None) -> None:
 
 
 def _validation(det):
-    from realjudge.io.sources import is_validation, split_key
+    from realjudge.data.samples import is_validation, split_key
     from realjudge.evaluate.protocols import with_ids
 
     frac = det.info.meta["training_config"]["val_fraction"]

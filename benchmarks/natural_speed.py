@@ -20,7 +20,6 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -28,8 +27,10 @@ from _docs import write_section  # noqa: E402
 from detect_speed import measure  # noqa: E402
 
 import realjudge  # noqa: E402
-from realjudge.io.decode import decode_bytes  # noqa: E402
-from realjudge.io.sources import expand_inputs, iter_sample_bytes, open_source  # noqa: E402
+from realjudge.data.decode import decode_bytes  # noqa: E402
+from realjudge.data.inputs import expand_inputs
+from realjudge.data.samples import iter_sample_bytes
+from realjudge.data.layouts import open_source  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/natural-extra.zip"
 SIDE = 1024

@@ -124,7 +124,8 @@ def _natural():
     """natural-train.zip, each prompt's three renderings grouped as the shipped config groups them
     (SD 1.4 and 1.5 with one prompt and seed 0 draw near-identical pictures): every split and
     protocol keeps a prompt on one side."""
-    from realjudge.io.sources import assign_groups, open_source
+    from realjudge.data.samples import assign_groups
+    from realjudge.data.layouts import open_source
 
     samples = open_source(str(NATURAL))
     assign_groups(samples, json.loads(NATURAL_CONFIG.read_text())["sources"][0]["group"])
@@ -133,8 +134,8 @@ def _natural():
 
 # ---------------------------------------------------------------------------------------- steps
 def step_audit() -> None:
-    from realjudge.data_audit import align, audit
-    from realjudge.io.sources import open_source
+    from realjudge.data.audit import align, audit
+    from realjudge.data.layouts import open_source
 
     samples = _natural()
     res = {"as_is": audit(samples)}
@@ -150,7 +151,7 @@ def step_ensemble() -> None:
     """The shipped-candidate pair as configs/natural-ensemble.json says; beside it, the same pair under
     the other threshold rule, to show what the rule changes."""
     from realjudge.calibrate import THRESHOLD_RULES
-    from realjudge.ensemble import combine
+    from realjudge.train.stacking import combine
 
     c = json.loads(ENSEMBLE_CONFIG.read_text())
     members = [str(ROOT / m) for m in c["members"]]
@@ -166,10 +167,13 @@ def step_ensemble() -> None:
 
 def step_natural(bundle: Path = NATURAL_BUNDLE) -> None:
     from realjudge.detector import load
-    from realjudge.evaluate.perturb import parse_perturbation
-    from realjudge.evaluate.protocols import degradation_curves, plot_degradation, summarise, with_ids
+    from realjudge.perturb import parse_perturbation
+    from realjudge.evaluate.plots import degradation_curves, plot_degradation
+    from realjudge.evaluate.experiments import summarise
+    from realjudge.evaluate.protocols import with_ids
     from realjudge.evaluate.run import evaluate
-    from realjudge.io.sources import is_validation, open_source, split_key
+    from realjudge.data.samples import is_validation, split_key
+    from realjudge.data.layouts import open_source
 
     det = load(str(bundle), "cpu")
     frac = det.info.meta["training_config"]["val_fraction"]
@@ -195,7 +199,7 @@ def step_natural(bundle: Path = NATURAL_BUNDLE) -> None:
 
 
 def _protocol_run(tag: str, protocols, variants: dict, base: dict | None = None, perts=None) -> None:
-    from realjudge.evaluate.protocols import run_protocols
+    from realjudge.evaluate.experiments import run_protocols
 
     store = _load(tag) or {}
     for name, over in variants.items():
@@ -207,7 +211,7 @@ def _protocol_run(tag: str, protocols, variants: dict, base: dict | None = None,
 
 
 def step_logo() -> None:
-    from realjudge.evaluate.perturb import parse_perturbation
+    from realjudge.perturb import parse_perturbation
     from realjudge.evaluate.protocols import leave_one_generator_out
 
     protos = leave_one_generator_out(_natural(), 0.3)
@@ -229,7 +233,8 @@ def step_logo_grid() -> None:
     from sklearn.metrics import average_precision_score
 
     from realjudge.detector import load
-    from realjudge.evaluate.protocols import is_test, leave_one_generator_out, protocol_record
+    from realjudge.evaluate.protocols import is_test, leave_one_generator_out
+    from realjudge.evaluate.experiments import protocol_record
     from realjudge.evaluate.run import evaluate
 
     natural = _natural()
@@ -279,7 +284,7 @@ def step_thresholds() -> None:
     from realjudge.detector import load
     from realjudge.evaluate.protocols import VAL_SALT, leave_one_generator_out, with_ids
     from realjudge.evaluate.run import score_samples
-    from realjudge.io.sources import is_validation, split_key
+    from realjudge.data.samples import is_validation, split_key
 
     def mean_logit(dets, samples):
         zs, kept = [], None
@@ -325,10 +330,10 @@ def step_threshold_reals() -> None:
     import numpy as np
 
     from realjudge.detector import load
-    from realjudge.evaluate.perturb import parse_perturbation
+    from realjudge.perturb import parse_perturbation
     from realjudge.evaluate.protocols import with_ids
     from realjudge.evaluate.run import score_samples
-    from realjudge.io.sources import is_validation, split_key
+    from realjudge.data.samples import is_validation, split_key
 
     det = load(str(NATURAL_BUNDLE), "cpu")
     frac = det.info.meta["training_config"]["val_fraction"]
@@ -344,7 +349,7 @@ def step_threshold_reals() -> None:
 
 
 def step_ablations() -> None:
-    from realjudge.evaluate.perturb import parse_perturbation
+    from realjudge.perturb import parse_perturbation
     from realjudge.evaluate.protocols import leave_one_generator_out
 
     protos = [p for p in leave_one_generator_out(_natural(), 0.3) if p.meta["held_out"] == ABLATION_PROTOCOL]
@@ -355,7 +360,8 @@ def step_ablations() -> None:
 
 def _cifake_protocol():
     from realjudge.evaluate.protocols import Protocol, balanced_subset, with_ids
-    from realjudge.io.sources import is_validation, open_source
+    from realjudge.data.samples import is_validation
+    from realjudge.data.layouts import open_source
 
     samples = open_source(str(CIFAKE))
     train = balanced_subset([s for s in samples], CIFAKE_PER_CLASS_TRAIN * 3, seed=1)
@@ -369,7 +375,7 @@ def _cifake_protocol():
 
 def step_cifake() -> None:
     from realjudge.detector import load
-    from realjudge.evaluate.protocols import run_protocols
+    from realjudge.evaluate.experiments import run_protocols
 
     proto = _cifake_protocol()
     _protocol_run("cifake", [proto], CIFAKE_VARIANTS)
@@ -395,7 +401,8 @@ def step_cross() -> None:
     """CIFAKE-trained bundles on natural photographs (test side of the LOGO reals + all fakes), and
     natural-trained bundles on the CIFAKE validation subset. No training: reuses earlier steps' bundles."""
     from realjudge.detector import load
-    from realjudge.evaluate.protocols import Protocol, is_test, run_protocols, with_ids
+    from realjudge.evaluate.protocols import Protocol, is_test, with_ids
+    from realjudge.evaluate.experiments import run_protocols
 
     natural = with_ids(_natural())
     nat_test = [s for s in natural if s.label == 1 or is_test(s, 0.3)]
@@ -535,7 +542,7 @@ def _findings(parts: dict) -> list[str]:
 
 
 def write() -> None:
-    from realjudge.evaluate.protocols import generator_table
+    from realjudge.evaluate.tables import generator_table
 
     parts = {k: _load(k) for k in STEPS}
     parts["logo-ensembles"] = _load("logo-ensembles")  # written by the logo-grid step

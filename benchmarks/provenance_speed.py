@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from detect_speed import best_of  # noqa: E402
 
 import realjudge  # noqa: E402
 from realjudge import provenance  # noqa: E402
-from realjudge.io.decode import decode_bytes  # noqa: E402
+from realjudge.data.decode import decode_bytes  # noqa: E402
 
 TARGET = 0.10
 

@@ -27,8 +27,8 @@ from _docs import write_section  # noqa: E402
 import realjudge  # noqa: E402
 from realjudge.preprocess import shift_views  # noqa: E402
 from realjudge.train.config import TrainConfig  # noqa: E402
-from realjudge.train.data import load_split  # noqa: E402
-from realjudge.train.engine import calibrated_metrics, predict_logits  # noqa: E402
+from realjudge.train.batches import load_split  # noqa: E402
+from realjudge.train.scoring import calibrated_metrics, predict_logits  # noqa: E402
 
 ONE = [(1, 0), (-1, 0), (0, 1), (0, -1)]
 TWO = [(2 * dx, 2 * dy) for dx, dy in ONE]

@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _docs import write_section  # noqa: E402
 
 import realjudge  # noqa: E402
-from realjudge.evaluate.metrics import binary_metrics  # noqa: E402
-from realjudge.io.sources import is_validation, iter_sample_bytes, open_source  # noqa: E402
+from realjudge.metrics import binary_metrics  # noqa: E402
+from realjudge.data.samples import is_validation, iter_sample_bytes
+from realjudge.data.layouts import open_source  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     samples = open_source(args.data)
     val = []
     for s, blob in iter_sample_bytes(samples):
-        from realjudge.io.sources import content_id
+        from realjudge.data.samples import content_id
 
         if isinstance(blob, bytes) and is_validation(content_id(blob), fraction):
             val.append((blob, s))

@@ -44,9 +44,10 @@ def shipped_names() -> list[str]:
 
 def write_bundle(out: str | Path, model, *, name: str, arch: str, arch_kwargs: dict, policy: InputPolicy,
                  calibration: Calibration, training: dict, config: dict, val_metrics: dict,
-                 extra: dict | None = None) -> Path:
+                 extra: dict | None = None, card_appendix: str = "") -> Path:
+    """Write a bundle folder. `extra` adds fields to bundle.json (model-card text, score fusion...);
+    `card_appendix` is Markdown appended to the generated MODEL_CARD.md (measured figures a report adds)."""
     from safetensors.torch import save_file
-
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,7 @@ def write_bundle(out: str | Path, model, *, name: str, arch: str, arch_kwargs: d
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     } | (extra or {})
     (out / "bundle.json").write_text(json.dumps(meta, indent=2, default=float))
-    (out / "MODEL_CARD.md").write_text(model_card(meta))
+    (out / "MODEL_CARD.md").write_text(model_card(meta) + card_appendix)
     return out
 
 
