@@ -21,20 +21,17 @@ import sys
 import tarfile
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _docs import write_section  # noqa: E402
+import realjudge
+from realjudge.data.inputs import expand_inputs
 
-import realjudge  # noqa: E402
-from realjudge.data.inputs import expand_inputs  # noqa: E402
-from realjudge.router import Router, _route_job  # noqa: E402
+from _common import SHARED_DATA, measure, write_section
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/cifake-train.tar.gz"
+DATA = SHARED_DATA / "cifake-train.tar.gz"
 
 
 def extract(n: int, out: Path) -> None:
@@ -50,44 +47,6 @@ def extract(n: int, out: Path) -> None:
                 dest.write_bytes(tf.extractfile(m).read())
             if not any(want.values()):
                 break
-
-
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def measure(det, samples, workers: int, repeats: int) -> dict:
-    router = Router({det.name: det}, det.name, det.name)
-    n = len(samples)
-
-    def decode_only():
-        jobs = ((s, s.locator, router, 64_000_000) for s in samples)
-        with ProcessPoolExecutor(workers) as pool:
-            for _ in pool.map(_route_job, jobs, chunksize=64):
-                pass
-
-    jobs = [(s, s.locator, router, 64_000_000) for s in samples]
-    views = np.concatenate([_route_job(j)[0].views for j in jobs])
-
-    def model_only():  # every view of every image (mirrored policies score two views per image)
-        for i in range(0, len(views), 256):
-            det.logits(views[i:i + 256])
-
-    def pipeline():  # exactly what `realjudge detect` runs: workers chosen automatically
-        for _ in router.predict_samples(samples, batch_size=256):
-            pass
-
-    t_dec = best_of(repeats, decode_only)
-    t_mod = best_of(repeats, model_only)
-    t_det = best_of(repeats, pipeline)
-    slower = max(t_dec, t_mod)
-    return {"decode_floor_ips": n / t_dec, "model_floor_ips": n / t_mod, "detect_ips": n / t_det,
-            "ratio_to_slower_floor": t_det / slower, "bound_by": "model" if t_mod >= t_dec else "decoding"}
 
 
 def main() -> None:

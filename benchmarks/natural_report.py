@@ -36,11 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _store as store  # noqa: E402
+from _common import ROOT, SHARED_DATA, load_json, save_json
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 ZIPS = [DATA / "natural-train.zip", DATA / "natural-extra.zip"]
 SYNTH = ROOT / "runs" / "synth"
 OUT = ROOT / "runs" / "natural_report"
@@ -77,11 +75,11 @@ def is_synth(s) -> bool:
 
 
 def _save(name: str, data) -> None:
-    store.save(OUT, name, data)
+    save_json(OUT, name, data)
 
 
 def _load(name: str):
-    return store.load(OUT, name)
+    return load_json(OUT, name)
 
 
 def _config(overrides: dict | None = None):
@@ -242,24 +240,42 @@ def step_crops() -> None:
     _save("crops", res)
 
 
+# The bundle.json fields `write_bundle` writes from its arguments; every other field of the trained
+# bundle (its score fusion, the versions it was trained with, when it was made) is carried over as is.
+WRITTEN_BY_WRITE_BUNDLE = ("format_version", "name", "arch", "arch_kwargs", "input_policy", "calibration", "threshold",
+                           "uncertain_band", "training", "training_config", "val_metrics")
+
+
+def ship_card_appendix(lofo: dict, final: dict) -> str:
+    """What the shipped card adds to the generated one: the measured generalisation figures."""
+    recipe = next(iter(lofo))
+    return ("\n## Generator families it never saw (leave one family out, same recipe)\n\n" +
+            "\n".join(_lofo_tables({recipe: lofo[recipe]})[2:]) + "\n## Real photographs (its validation split)\n\n" +
+            "\n".join(_real_sets_table(final)) + "\n\nHow these were measured: docs/NTF.md (benchmarks/natural_report.py).\n")
+
+
+def ship(bundle: Path, out: Path, lofo: dict, final: dict, card: dict) -> Path:
+    """Write `bundle` again as `out` (replaced if it exists): bundle.json gains the config's card fields,
+    MODEL_CARD.md the generalisation tables."""
+    from realjudge.bundle import load_bundle, write_bundle
+
+    model, info = load_bundle(bundle, "cpu")
+    meta = info.meta
+    extra = {k: v for k, v in meta.items() if k not in WRITTEN_BY_WRITE_BUNDLE} | card
+    appendix = ship_card_appendix(lofo, final)
+    if out.exists():
+        shutil.rmtree(out)
+    return write_bundle(out, model, name=info.name, arch=info.arch, arch_kwargs=info.arch_kwargs, policy=info.policy,
+                        calibration=info.calibration, training=meta["training"], config=meta["training_config"],
+                        val_metrics=meta["val_metrics"], extra=extra, card_appendix=appendix)
+
+
 def step_ship() -> None:
     """Copy the bundle into the package; its card gains the measured generalisation figures."""
-    from realjudge.bundle import _model_card
-
     lofo, final = _load("lofo"), _load("final")
     if not lofo or not final:
         raise SystemExit("ship: run the lofo and final steps first (the card reports their figures)")
-    if SHIPPED.exists():
-        shutil.rmtree(SHIPPED)
-    SHIPPED.mkdir(parents=True)
-    shutil.copy(BUNDLE / "model.safetensors", SHIPPED / "model.safetensors")
-    meta = json.loads((BUNDLE / "bundle.json").read_text()) | json.loads(CONFIG.read_text())["card"]
-    (SHIPPED / "bundle.json").write_text(json.dumps(meta, indent=2, default=float))
-    recipe = next(iter(lofo))
-    card = _model_card(meta) + "\n## Generator families it never saw (leave one family out, same recipe)\n\n" + \
-        "\n".join(_lofo_tables({recipe: lofo[recipe]})[2:]) + "\n## Real photographs (its validation split)\n\n" + \
-        "\n".join(_real_sets_table(final)) + "\n\nHow these were measured: docs/NTF.md (benchmarks/natural_report.py).\n"
-    (SHIPPED / "MODEL_CARD.md").write_text(card)
+    ship(BUNDLE, SHIPPED, lofo, final, json.loads(CONFIG.read_text())["card"])
     print(f"shipped {SHIPPED} ({sum(f.stat().st_size for f in SHIPPED.iterdir()) / 1e6:.1f} MB)")
 
 
@@ -432,7 +448,7 @@ def write() -> None:
           "natural-trace prototypes for the homogeneous ones, variance, usage and orthogonality terms); stage 2 "
           "adds fakes with a soft contrastive loss in which fakes are only pushed away from the traces and from "
           "reals, beside a BCE head; the score fuses the head with the proximity to the traces (fitted on "
-          "validation). See `src/realjudge/models/ntf.py` and `train/losses.py`.", "",
+          "validation). See `src/realjudge/models/ntf.py` and `models/ntf_losses.py`.", "",
           "What is new in this detector is the data it learns from:", "",
           "1. **Both shared zips**: 450 + 108 public fakes from 12 generator sources, 303 ImageNet photographs and "
           "382 camera, phone, lossless and web photographs.",

@@ -15,24 +15,21 @@ import argparse
 import io
 import json
 import os
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _docs import write_section  # noqa: E402
-from detect_speed import measure  # noqa: E402
-
-import realjudge  # noqa: E402
-from realjudge.data.decode import decode_bytes  # noqa: E402
+import realjudge
+from realjudge.data.decode import decode_bytes
 from realjudge.data.inputs import expand_inputs
+from realjudge.data.layouts import open_source
 from realjudge.data.samples import iter_sample_bytes
-from realjudge.data.layouts import open_source  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/natural-extra.zip"
+from _common import SHARED_DATA, measure, write_section
+
+DATA = SHARED_DATA / "natural-extra.zip"
 SIDE = 1024
 CROP_COUNTS = (4, 9, 16, 25, 64)
 

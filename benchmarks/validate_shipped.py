@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _docs import write_section  # noqa: E402
-
-import realjudge  # noqa: E402
-from realjudge.metrics import binary_metrics  # noqa: E402
+import realjudge
+from realjudge.data.layouts import open_source
 from realjudge.data.samples import is_validation, iter_sample_bytes
-from realjudge.data.layouts import open_source  # noqa: E402
+from realjudge.metrics import binary_metrics
+
+from _common import SHARED_DATA, write_section
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="cifake")
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/cifake-train.tar.gz"))
+    ap.add_argument("--data", default=str(SHARED_DATA / "cifake-train.tar.gz"))
     ap.add_argument("--no-docs", action="store_true")
     args = ap.parse_args()
 

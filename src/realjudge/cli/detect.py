@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from .options import threshold_option
 from .exit_codes import EXIT_OK, EXIT_PARTIAL
 
 
@@ -48,7 +49,7 @@ def table_line(r) -> str:
 @click.command("detect")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "-m", default=None, help="Shipped detector name or bundle path (default: picked by image size).")
-@click.option("--threshold", "-t", type=click.FloatRange(0, 1), default=None, help="Decision threshold on p_fake (default: the bundle's).")
+@threshold_option("Decision threshold on p_fake (default: the bundle's).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl", "csv"]), default="table", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=256, show_default=True)
 @click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes (0: decode in the main process).")

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from .options import threshold_option
+
 
 @click.command("evaluate")
 @click.argument("sources", nargs=-1)
@@ -15,7 +17,7 @@ import click
 @click.option("--model", "-m", default=None,
               help="Shipped detector name or bundle path (default: picked by image size, like detect).")
 @click.option("--layout", default="auto", show_default=True, help="Data layout (auto-detected by default).")
-@click.option("--threshold", "-t", type=click.FloatRange(0, 1), default=None)
+@threshold_option()
 @click.option("--perturb", "perturb", multiple=True,
               help="Also score perturbed copies: jpeg[:Q], jpeg_cv2[:Q], webp[:Q], blur[:SIGMA], downscale[:F], "
                    "upscale[:F], crop[:F], noise[:SIGMA], social, or 'all'. Repeatable; a name alone sweeps its range.")

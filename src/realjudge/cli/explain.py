@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from .options import threshold_option
 from .exit_codes import EXIT_OK, EXIT_PARTIAL
 
 
@@ -14,7 +15,7 @@ from .exit_codes import EXIT_OK, EXIT_PARTIAL
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the overlay PNGs.")
 @click.option("--model", "-m", default=None, help="Shipped detector name or bundle path (default: picked by image size).")
 @click.option("--method", type=click.Choice(["gradcam", "gradcam++", "occlusion"]), default="gradcam", show_default=True)
-@click.option("--threshold", "-t", type=click.FloatRange(0, 1), default=None, help="Decision threshold (default: the bundle's).")
+@threshold_option("Decision threshold (default: the bundle's).")
 @click.option("--device", default="auto", show_default=True)
 def command(images, out_dir, model, method, threshold, device):
     """Write `<name>.<method>.png` per image: the input enlarged to >= 256 px with the map blended on it.

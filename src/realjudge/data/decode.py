@@ -221,6 +221,8 @@ def _from_array(arr: np.ndarray, name: str) -> Decoded:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise DecodeError(name, f"array must be H x W x 3 (RGB), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DecodeError(name, f"empty image ({arr.shape[1]}x{arr.shape[0]} pixels)")
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
             arr = np.rint(arr * 255.0)

@@ -16,17 +16,13 @@ from .protocols import VAL_SALT, Protocol, with_ids
 def build_split(cfg, policy, train_samples: list[Sample], progress: bool = False):
     """Engine Split from explicit samples: the training side is split again (split key salted with
     `VAL_SALT`) into training and validation; validation gets the policy's detection views."""
-    from ..data.cache import load_arrays
-    from ..train.batches import Split, load_patches
+    from ..train.batches import Split, load_views
 
     train_samples = with_ids(train_samples)
     val = [s for s in train_samples if is_validation(split_key(s), cfg.val_fraction, salt=VAL_SALT)]
     tr = [s for s in train_samples if not is_validation(split_key(s), cfg.val_fraction, salt=VAL_SALT)]
-    if policy.kind == "resize":
-        return Split(load_arrays(tr, policy.size, policy.filter, progress=progress),
-                     load_arrays(val, policy.size, policy.filter, progress=progress))
-    return Split(load_patches(tr, policy, progress, cfg.train_patches, 0.0, cfg.patch_augment, cfg.seed),
-                 load_patches(val, policy, progress, 0, 0.0, (), cfg.seed))
+    return Split(load_views(tr, policy, cfg, progress, val_fraction=0.0),
+                 load_views(val, policy, cfg, progress, train_side=False))
 
 
 def train_detector(cfg, train_samples: list[Sample], run_dir: str | Path, name: str, progress: bool = False):

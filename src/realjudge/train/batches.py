@@ -60,12 +60,22 @@ def split_arrays(data: ArraySet, val_fraction: float, subset: int | None, seed: 
 
 
 def load_split(cfg: TrainConfig, policy: InputPolicy, progress: bool) -> Split:
-    samples = collect_samples(cfg)
-    if policy.kind == "resize":
-        data = load_arrays(samples, policy.size, policy.filter, progress=progress)
-    else:
-        data = load_patches(samples, policy, progress, cfg.train_patches, cfg.val_fraction, cfg.patch_augment, cfg.seed)
+    data = load_views(collect_samples(cfg), policy, cfg, progress)
     return split_arrays(data, cfg.val_fraction, cfg.subset, cfg.seed)
+
+
+def load_views(samples: list[Sample], policy: InputPolicy, cfg: TrainConfig, progress: bool,
+               val_fraction: float | None = None, train_side: bool = True) -> ArraySet:
+    """The one resize-or-crop rule for training data: a resize policy loads whole images resized to
+    the model's size (cached); a crop policy loads patches (`load_patches`). `val_fraction` says which
+    samples count as validation for the patch sampling (default: the config's); `train_side=False`
+    loads every sample as detection will see it (the policy's own views, no random patches)."""
+    if policy.kind == "resize":
+        return load_arrays(samples, policy.size, policy.filter, progress=progress)
+    if not train_side:
+        return load_patches(samples, policy, progress, 0, 0.0, (), cfg.seed)
+    vf = cfg.val_fraction if val_fraction is None else val_fraction
+    return load_patches(samples, policy, progress, cfg.train_patches, vf, cfg.patch_augment, cfg.seed)
 
 
 def load_stage1_reals(cfg: TrainConfig, policy: InputPolicy, progress: bool) -> np.ndarray:
@@ -84,10 +94,7 @@ def load_stage1_reals(cfg: TrainConfig, policy: InputPolicy, progress: bool) -> 
     if cfg.stage1_subset is not None and len(samples) > cfg.stage1_subset:
         rows = np.random.default_rng(cfg.seed).choice(len(samples), cfg.stage1_subset, replace=False)
         samples = [samples[i] for i in np.sort(rows)]
-    if policy.kind == "resize":
-        data = load_arrays(samples, policy.size, policy.filter, progress=progress)
-    else:
-        data = load_patches(samples, policy, progress, cfg.train_patches, cfg.val_fraction, cfg.patch_augment, cfg.seed)
+    data = load_views(samples, policy, cfg, progress)
     keep = np.array([not is_validation(split_key(s), cfg.val_fraction) for s in data.samples], bool)
     return data.pixels[keep]
 
@@ -146,11 +153,8 @@ def random_patches(pixels: np.ndarray, policy: InputPolicy, n: int, augment, rng
     from .. import perturb
 
     s = policy.size
+    pixels, _ = policy.frame(pixels)  # padded to the patch size the way detection pads it
     h, w = pixels.shape[:2]
-    if h < s or w < s:  # padded to the patch size the way detection pads it
-        ph, pw = max(0, s - h), max(0, s - w)
-        pixels = np.pad(pixels, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode=policy.pad)
-        h, w = pixels.shape[:2]
     out = []
     for _ in range(n):
         side = s
