@@ -42,7 +42,7 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, device, pr
 
     det = load(bundle, device)
     if scores_in:
-        stored = np.load(scores_in)
+        stored = np.load(scores_in, allow_pickle=False)
         return _finish(bundle, det, stored["labels"], stored["logits"], band_error, out_dir, [])
     meta = det.info.meta
     config = meta.get("training_config") or {}

@@ -22,7 +22,13 @@ class ResultStore:
         self.results: dict[str, dict[str, Any]] = {}
         self.tpe: list[str] = []  # topology keys of finished TPE trials, in trial order
         if self.path.exists():
-            data = json.loads(self.path.read_text())
+            try:
+                data = json.loads(self.path.read_text())
+                if not isinstance(data, dict):
+                    raise ValueError("not a JSON object")
+            except (UnicodeDecodeError, ValueError) as err:
+                raise UsageError(f"{self.path}: not a realjudge search store ({type(err).__name__}); "
+                                 "use another --out folder") from None
             if data.get("settings") != settings:
                 diff = sorted(k for k in set(settings) | set(data.get("settings", {}))
                               if settings.get(k) != data.get("settings", {}).get(k))
