@@ -112,16 +112,105 @@ def test_two_stage_training_exports_fused_bundle(tmp_path, patch_folder):
     assert "crop" in recs[0].preprocess
 
 
+ABLATIONS = {"full": {}, "no-prototypes": {"prototypes": False}, "supcon": {"loss": "supcon"}, "bce": {"loss": "bce"},
+             "hard": {"soft": False}}
+
+
+def _loss_on_one_batch(kwargs, stage):
+    """Model (same seed: same weights whatever the switch), loss and named terms on one fixed batch."""
+    torch.manual_seed(0)
+    m = create_model("ntf", **(SMALL | kwargs)).train()
+    m.set_stage(stage)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(8, 3, 32, 32, generator=g)
+    y = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1.0])
+    torch.manual_seed(1)  # stage 1's random views: the same for every variant
+    loss, _ = m.training_loss(x, y)
+    loss.backward()
+    return m, float(loss.detach()), dict(m.loss_terms())
+
+
+def _grad(module) -> float:
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+def test_each_ablation_switch_changes_the_model_or_the_loss():
+    runs = {k: _loss_on_one_batch(v, 2) for k, v in ABLATIONS.items()}
+    full_m, _, full = runs["full"]
+    # The same weights in every variant: the classifier term is the same, the switches act elsewhere.
+    for name, (m, loss, terms) in runs.items():
+        assert terms["bce"] == pytest.approx(full["bce"], rel=1e-6), name
+        assert loss == pytest.approx(sum(terms.values()), rel=1e-5), name  # the loss is the sum of its terms
+    # Prototypes off: no traces at all (an empty parameter, nothing to fuse), the rest of the net unchanged.
+    no_proto = runs["no-prototypes"][0]
+    assert no_proto.prototypes.shape == (0, SMALL["dim"]) and not no_proto.use_prototypes
+    assert full_m.prototypes.shape == (SMALL["n_prototypes"], SMALL["dim"])
+    assert sum(p.numel() for p in full_m.parameters()) - sum(p.numel() for p in no_proto.parameters()) \
+        == SMALL["n_prototypes"] * SMALL["dim"]
+    with torch.no_grad():
+        x = torch.randn(4, 3, 32, 32)
+        assert torch.all(no_proto.embed(x)["s_trace"] == 0) and torch.any(full_m.eval().embed(x)["s_trace"] != 0)
+    parts = np.random.default_rng(0).normal(size=(40, 2))
+    assert no_proto.fit_fusion(parts, (parts[:, 1] > 0).astype(int))[1] == 0.0  # the trace never enters the score
+    # bce: the classifier alone, no contrastive term, so neither the homogeneous head nor the traces learn.
+    bce_m, bce_loss, bce = runs["bce"]
+    assert set(bce) == {"bce"} and bce_loss == pytest.approx(bce["bce"], rel=1e-6)
+    assert _grad(bce_m.hom) == 0 and _grad(bce_m.cls) > 0
+    assert bce_m.prototypes.grad is None or float(bce_m.prototypes.grad.abs().sum()) == 0
+    # Every other variant has a contrastive term, and each switch gives a different one.
+    for name in ("full", "no-prototypes", "supcon", "hard"):
+        assert set(runs[name][2]) == {"bce", "contrast"} and _grad(runs[name][0].hom) > 0, name
+    contrast = {name: runs[name][2]["contrast"] for name in ("full", "no-prototypes", "supcon", "hard")}
+    values = list(contrast.values())
+    assert all(abs(a - b) > 1e-6 for i, a in enumerate(values) for b in values[i + 1:]), contrast
+    assert len({round(loss, 6) for _, loss, _ in runs.values()}) == len(runs)  # five different losses
+    # The soft loss pulls on the traces (they are real anchors); supcon never looks at them.
+    assert float(full_m.prototypes.grad.abs().sum()) > 0
+    sup = runs["supcon"][0]
+    assert sup.prototypes.grad is None or float(sup.prototypes.grad.abs().sum()) == 0
+
+
+def test_ablations_in_stage1_drop_only_the_prototype_terms():
+    full = _loss_on_one_batch({}, 1)[2]
+    assert set(full) == {"het", "var", "orth", "proto", "usage"}
+    no_proto = _loss_on_one_batch({"prototypes": False}, 1)[2]
+    assert set(no_proto) == {"het", "var", "orth"}
+    assert all(no_proto[k] == pytest.approx(full[k], rel=1e-6) for k in no_proto)  # the rest is untouched
+    for kind in ({"loss": "supcon"}, {"loss": "bce"}, {"soft": False}):  # stage-2 switches leave stage 1 alone
+        assert _loss_on_one_batch(kind, 1)[2] == pytest.approx(full, rel=1e-6), kind
+
+
 @pytest.mark.parametrize("kwargs", [{"prototypes": False}, {"loss": "supcon"}, {"loss": "bce"}])
 def test_ablations_train_end_to_end(tmp_path, patch_folder, kwargs):
+    from realjudge.detector import load
+
     _, bundle = _train(tmp_path, patch_folder, kwargs, stage1_epochs=1)
     meta = json.loads((bundle / "bundle.json").read_text())
     assert meta["arch_kwargs"] == SMALL | kwargs
+    # The bundle's model is the ablated one, and the training logs show the ablated losses.
+    model = load(str(bundle), "cpu").model
+    protos = kwargs.get("prototypes", True)
+    assert model.use_prototypes == protos and model.loss_kind == kwargs.get("loss", "soft")
+    assert model.prototypes.shape[0] == (SMALL["n_prototypes"] if protos else 0)
+    stage1 = json.loads((tmp_path / "run" / "stage1.json").read_text())
+    assert len(stage1) == 1 and ({"proto", "usage"} <= set(stage1[0])) == protos
+    w = meta["score_fusion"]["weights"]
+    assert (w[1] == 0.0) == (not protos)  # without traces the fused score is the head alone
+    assert [h["epoch"] for h in meta["training"]["history"]] == [1, 2, 3]
+    assert all(np.isfinite(h["train_loss"]) for h in meta["training"]["history"])
 
 
-def test_no_stage1_skips_it(tmp_path, patch_folder):
-    _train(tmp_path, patch_folder, {}, stage1_epochs=0)
+def test_no_stage1_skips_it(tmp_path, patch_folder, monkeypatch):
+    from realjudge.models.ntf import NTF
+
+    stages = []
+    real = NTF.set_stage
+    monkeypatch.setattr(NTF, "set_stage", lambda self, s: (stages.append(s), real(self, s))[1])
+    trainer, bundle = _train(tmp_path, patch_folder, {}, stage1_epochs=0)
     assert not (tmp_path / "run" / "stage1.json").exists()
+    assert not (tmp_path / "run" / "stage1.safetensors").exists()
+    assert stages == [] and trainer.model.stage == 2  # never switched to the self-supervised stage
+    assert "stage1_history" not in json.loads((bundle / "bundle.json").read_text())["training"]
 
 
 def test_stage1_defaults_to_the_models_own(tmp_path, patch_folder):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +23,9 @@ def _one_thread_and_own_cache(tmp_path, monkeypatch):
 def _settings(data, out, **kw):
     from realjudge.search import SearchSettings
 
-    return SearchSettings(sources=[str(data)], out=str(out), epochs=1, val_fraction=0.25, batch_size=16, device="cpu",
-                          threads=1, **kw)
+    defaults = {"sources": [str(data)], "out": str(out), "epochs": 1, "val_fraction": 0.25, "batch_size": 16,
+                "device": "cpu", "threads": 1}
+    return SearchSettings(**(defaults | kw))
 
 
 @pytest.fixture
@@ -57,13 +59,71 @@ def test_custom_grid_table_bundle_and_resumption(tiny_flat, tmp_path, count_fits
     assert "| 1 | custom | 1x4/1x8 |" in md and "| 2 | custom | 1x8/0x8 |" in md
     det = realjudge.load(summary["bundle"], device="cpu")
     assert det.info.arch_kwargs == Topology.parse(summary["best"]["topology"]).kwargs()
-    assert det.predict(np.zeros((32, 32, 3), np.uint8)).p_fake is not None
+    rec = det.predict(np.zeros((32, 32, 3), np.uint8))
+    assert rec.p_fake is not None
+    _check_record(det, rec)
+    meta = json.loads((Path(summary["bundle"]) / "bundle.json").read_text())
+    assert rec.model == det.name == meta["name"] == "cifake-cnn-search"  # the record names the exported model
+    assert meta["search"]["topology"] == summary["best"]["topology"]
+    # The bundle holds the winner's weights: the detector's scores of the validation images reproduce
+    # the AUC the search recorded for the winner (and the bundle for itself), better than chance.
+    from realjudge.train.batches import load_split
+
+    val = load_split(_settings(tiny_flat, out).config(), det.info.policy, False).val
+    recs = det.predict(list(val.pixels))
+    for r in recs:
+        _check_record(det, r)
+    auc = _auc(val.labels, [r.p_fake for r in recs])
+    assert auc == pytest.approx(summary["best"]["roc_auc"]) == pytest.approx(meta["val_metrics"]["roc_auc"])
+    assert auc > 0.6
 
     # a second run with one more topology trains only the new one
     again = run_search(_settings(tiny_flat, out), grid="custom", topologies=[Topology.parse(s) for s in TOPS],
                        log=lambda m: None, export=False)
     assert len(count_fits) == 3 and count_fits[-1] == Topology.parse(TOPS[2]).kwargs()
     assert [r["accuracy"] for r in again["rows"][:2]] == [r["accuracy"] for r in summary["rows"]]
+
+
+def _auc(labels, scores) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.asarray(labels), np.asarray(scores)))
+
+
+def _check_record(det, r) -> None:
+    """A scored record: a probability, the detector's name and threshold, and the verdict they imply."""
+    assert r.ok and r.error is None and 0.0 <= r.p_fake <= 1.0
+    assert r.model == det.name and r.threshold == det.threshold
+    assert r.p_fake == pytest.approx(float(det.calibration.probability(np.array([r.logit]))[0]), abs=1e-6)
+    lo, hi = det.calibration.uncertain_band
+    if lo < r.p_fake < hi:
+        assert r.verdict == "uncertain", (r.p_fake, lo, hi)
+    else:
+        assert r.verdict == ("fake" if r.p_fake >= r.threshold else "real"), (r.p_fake, r.threshold)
+
+
+def test_the_exported_winner_beats_chance_on_unseen_images(tiny_flat, tmp_path):
+    from conftest import make_images
+
+    import realjudge
+    from realjudge.search import Topology, run_search
+
+    # A few epochs at a high learning rate: enough for the checkerboard trace of the fakes to be learnt.
+    settings = _settings(tiny_flat, tmp_path / "s", epochs=3, lr=3e-2, batch_size=8)
+    summary = run_search(settings, grid="custom", topologies=[Topology.parse("1x8/0x8")], log=lambda m: None)
+    det = realjudge.load(summary["bundle"], device="cpu")
+    reals, fakes = make_images(24, seed=31)  # images the search never saw
+    recs = det.predict(reals + fakes)
+    labels = np.r_[np.zeros(len(reals)), np.ones(len(fakes))]
+    p = np.array([r.p_fake for r in recs])
+    for r in recs:
+        _check_record(det, r)
+    assert _auc(labels, p) > 0.7
+    assert np.mean((p >= det.threshold) == labels) > 0.6  # the calibrated threshold decides better than chance
+    # A threshold of the caller's overrides the calibrated one (and its uncertain band).
+    assert {r.verdict for r in det.predict(reals + fakes, threshold=0.0)} == {"fake"}
+    low = det.predict(reals + fakes, threshold=0.0)
+    assert [r.p_fake for r in low] == pytest.approx(list(p)) and all(r.threshold == 0.0 for r in low)
 
 
 def test_interrupted_search_resumes_without_retraining(tiny_flat, tmp_path, count_fits):

@@ -34,12 +34,66 @@ def test_onecycle_schedule_shape():
     assert lrs[0] < 0.1 and max(lrs) == pytest.approx(1.0, abs=0.05) and lrs[-1] < 0.01
 
 
-def test_resume_after_interruption_continues_and_matches(tiny_flat, tmp_path, monkeypatch):
+class _Killed(BaseException):
+    """Stands for a kill: a BaseException, so nothing in the engine catches it."""
+
+
+def _kill_after_batches(monkeypatch, n_batches):
+    """Interrupt the next fits after `n_batches` training batches (the engine augments every batch first)."""
+    from realjudge.train import engine
+
+    real, calls = engine.augment_batch, []
+
+    def augment(*a, **kw):
+        calls.append(1)
+        if len(calls) > n_batches:
+            raise _Killed
+        return real(*a, **kw)
+
+    monkeypatch.setattr(engine, "augment_batch", augment)
+
+
+def _model_tensors(run_dir):
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "best.safetensors"), load_file(run_dir / "checkpoint.safetensors")
+
+
+def assert_same_tensors(a, b):
+    import torch
+
+    assert set(a) == set(b)
+    different = [k for k in a if not (a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]))]
+    assert not different, f"tensors differ: {different}"
+
+
+def assert_same_history(a, b):
+    """Every per-epoch metric, exactly (wall-clock seconds aside)."""
+    def strip(h):
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in h]
+
+    assert strip(a) == strip(b)
+
+
+# On CPU with one thread the engine is deterministic: every epoch reseeds numpy (batch order,
+# augmentation) and torch from (seed, epoch), and a checkpoint holds the weights, the optimizer state,
+# the weight average and the early-stopping counters, so the resumed run must be bit-identical.
+@pytest.mark.parametrize("extra", [{}, {"optimizer": "sgd", "ema_decay": 0.9, "monitor": "val_accuracy",
+                                        "augment": ["hflip", "shift", "cutout", "jpeg", "noise"]}],
+                         ids=["adamw", "sgd-ema-augment"])
+def test_resume_after_interruption_continues_and_matches(tiny_flat, tmp_path, monkeypatch, extra):
     monkeypatch.setenv("REALJUDGE_CACHE", str(tmp_path / "cache"))
     base = dict(arch="cifake-cnn", arch_kwargs={"n_conv": 1, "filters": 4, "units": 8},
-                sources=[{"path": str(tiny_flat)}], batch_size=16, threads=1, val_fraction=0.25)
-    whole = Trainer(TrainConfig(**base, epochs=3), tmp_path / "whole", progress=False).fit()
-    Trainer(TrainConfig(**base, epochs=1), tmp_path / "part", progress=False).fit()
+                sources=[{"path": str(tiny_flat)}], batch_size=16, threads=1, val_fraction=0.25) | extra
+    straight = Trainer(TrainConfig(**base, epochs=3), tmp_path / "whole", progress=False)
+    whole = straight.fit()
+    steps = len(straight.split.train.labels) // 16
+    assert steps >= 2
+    # Killed halfway through epoch 2 (of the same 3-epoch schedule), after the epoch-1 checkpoint.
+    with monkeypatch.context() as m:
+        _kill_after_batches(m, steps + steps // 2)
+        with pytest.raises(_Killed):
+            Trainer(TrainConfig(**base, epochs=3), tmp_path / "part", progress=False).fit()
     # A killed run resumes from its last checkpoint with the full schedule.
     (tmp_path / "part" / "config.json").unlink()
     meta = json.loads((tmp_path / "part" / "checkpoint.json").read_text())
@@ -52,6 +106,32 @@ def test_resume_after_interruption_continues_and_matches(tiny_flat, tmp_path, mo
     assert (tmp_path / "part" / "config.json").exists() and (tmp_path / "part" / "versions.json").exists()
     # The resumed run ends on the same schedule as the uninterrupted one.
     assert out["history"][-1]["lr"] == pytest.approx(whole["history"][-1]["lr"])
+    # Epoch 1 was not trained again: its entry (timing included) is the checkpoint's.
+    assert out["history"][0] == meta["history"][0]
+    # ... and the result is bit-identical to the uninterrupted run: every per-epoch metric, the best
+    # weights, the last weights with the optimizer state (and the average), and the model fit returns.
+    assert_same_history(out["history"], whole["history"])
+    assert_same_history(json.loads((tmp_path / "part" / "history.json").read_text()), whole["history"])
+    for a, b in zip(_model_tensors(tmp_path / "part"), _model_tensors(tmp_path / "whole")):
+        assert_same_tensors(a, b)
+    assert_same_tensors(resumed.model.state_dict(), straight.model.state_dict())
+
+
+def test_extending_a_finished_run_equals_a_longer_run_on_a_constant_schedule(tiny_flat, tmp_path, monkeypatch):
+    monkeypatch.setenv("REALJUDGE_CACHE", str(tmp_path / "cache"))
+    base = dict(arch="cifake-cnn", arch_kwargs={"n_conv": 1, "filters": 4, "units": 8},
+                sources=[{"path": str(tiny_flat)}], batch_size=16, threads=1, val_fraction=0.25, schedule="constant")
+    whole = Trainer(TrainConfig(**base, epochs=2), tmp_path / "whole", progress=False).fit()
+    Trainer(TrainConfig(**base, epochs=1), tmp_path / "ext", progress=False).fit()
+    extended = Trainer(TrainConfig(**base, epochs=2), tmp_path / "ext", progress=False).fit(resume=True)
+    assert_same_history(extended["history"], whole["history"])
+    for a, b in zip(_model_tensors(tmp_path / "ext"), _model_tensors(tmp_path / "whole")):
+        assert_same_tensors(a, b)
+    # Not so on a one-cycle (or cosine) schedule: every step's learning rate depends on the run's
+    # total length, so a 1-epoch run continued to 3 epochs is another run than 3 epochs straight
+    # (which is why the resume test above interrupts a 3-epoch run instead).
+    cfg = TrainConfig(**(base | {"schedule": "onecycle"}))
+    assert lr_at(cfg, 3, 4) != pytest.approx(lr_at(cfg, 3, 12))
 
 
 def test_train_cli_end_to_end(tiny_flat, tmp_path):

@@ -2,7 +2,8 @@
 
 A run folder holds `config.json` (resolved), `versions.json`, `history.json` (one entry per epoch),
 `checkpoint.safetensors` + `checkpoint.json` (written atomically after every epoch, so `--resume`
-continues after a kill) and `best.safetensors`. At the end the best weights are calibrated on the
+continues after a kill; the weights' file carries the same record, which resume trusts, since a kill
+can fall between the two files) and `best.safetensors`. At the end the best weights are calibrated on the
 validation split and written as a bundle (train/export.py)."""
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from ..preprocess import InputPolicy
 from ..runtime import library_versions, resolve_device
 from .averaging import WeightAverage
 from .batches import Split, augment_batch, load_split, load_stage1_reals
-from .checkpoint import atomic_write, initial_weights, optimizer_tensors, restore_optimizer, save_tensors
+from .checkpoint import (atomic_write, initial_weights, load_checkpoint, optimizer_tensors, restore_optimizer,
+                         save_tensors)
 from .config import TrainConfig
 from .export import export_bundle
 from .schedule import lr_at
@@ -81,11 +83,16 @@ class Trainer:
         history: list[dict[str, Any]] = []
         start_epoch, best_score, bad_epochs = 0, -math.inf, 0
         if resume and ckpt_meta.exists():
-            meta = json.loads(ckpt_meta.read_text())
-            tensors = load_file(ckpt)
+            tensors, meta = load_checkpoint(ckpt)
+            if meta is None:  # a checkpoint written before the weights carried their own record
+                meta = json.loads(ckpt_meta.read_text())
+            else:  # the weights' own record: checkpoint.json is one epoch behind after a kill between the two
+                atomic_write(ckpt_meta, json.dumps(meta, default=float).encode())
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             restore_optimizer(opt, {k[4:]: v.to(self.device) for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
             start_epoch, best_score, bad_epochs, history = meta["epoch"], meta["best_score"], meta["bad_epochs"], meta["history"]
+            # A kill may have left history.json torn, or one epoch behind the checkpoint: rewrite it.
+            atomic_write(self.run_dir / "history.json", json.dumps(history, indent=2).encode())
         ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
         if ema is not None and resume and ckpt_meta.exists():
             saved = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
@@ -150,11 +157,13 @@ class Trainer:
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | {f"opt.{k}": v for k, v in opt_tensors.items()}
             if ema is not None:
                 tensors |= {f"ema.{k}": v for k, v in ema.model.state_dict().items()}
-            save_tensors(ckpt, tensors)
-            atomic_write(ckpt_meta, json.dumps({"epoch": epoch + 1, "best_score": best_score, "bad_epochs": bad_epochs,
-                                                 "history": history, "optimizer": opt_meta,
-                                                 "ema_steps": ema.steps if ema is not None else 0}, default=float).encode())
-            (self.run_dir / "history.json").write_text(json.dumps(history, indent=2))
+            record = json.dumps({"epoch": epoch + 1, "best_score": best_score, "bad_epochs": bad_epochs,
+                                 "history": history, "optimizer": opt_meta,
+                                 "ema_steps": ema.steps if ema is not None else 0}, default=float)
+            # The record goes inside the weights' file (the one resume trusts) and into checkpoint.json.
+            save_tensors(ckpt, tensors, {"checkpoint": record})
+            atomic_write(ckpt_meta, record.encode())
+            atomic_write(self.run_dir / "history.json", json.dumps(history, indent=2).encode())
             if cfg.patience and bad_epochs >= cfg.patience:
                 stopped_early = True
                 break
