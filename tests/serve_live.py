@@ -10,14 +10,20 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def live_server(app, start_timeout: float = 60.0) -> Iterator[str]:
+def live_server(app, start_timeout: float = 60.0, limits=None, max_connections: int | None = 256) -> Iterator[str]:
+    """Serve `app` as `realjudge serve` does: with serve.protocol's deadlines from `limits` (default
+    Limits()) and its connection limit."""
     import uvicorn
+
+    from realjudge.serve.limits import Limits
+    from realjudge.serve.protocol import uvicorn_options
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    options = uvicorn_options(limits or Limits(), max_connections)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout

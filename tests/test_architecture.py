@@ -19,7 +19,7 @@ LAYERS = [
                     "realjudge.perturb", "realjudge.provenance", "realjudge.card", "realjudge.records"]),
     ("data", ["realjudge.data", "realjudge.sharpness"]),
     ("models", ["realjudge.models"]),
-    ("bundle", ["realjudge.bundle"]),
+    ("bundle", ["realjudge.bundle", "realjudge.onnx_bundle"]),
     ("explanations", ["realjudge.explain"]),
     ("scoring", ["realjudge.pipeline", "realjudge.router", "realjudge.detector"]),
     ("training", ["realjudge.train", "realjudge.synthesize", "realjudge.generate"]),

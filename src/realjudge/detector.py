@@ -2,6 +2,11 @@
 
 Scoring goes through realjudge.pipeline (decode -> route -> views -> model -> calibrate -> record);
 the Detector holds the model step (`logits`), the bundle's policy and its calibration.
+
+The model step runs on one of two runtimes, chosen at load (`runtime=`): `torch` (the default) or
+`onnx`, the bundle's ONNX graph in ONNX Runtime on the CPU (realjudge.onnx_bundle; the `onnx` extra).
+`auto` times both on a warm-up batch and keeps the faster. Either way the pipeline, and so the
+records, are the same; the torch model stays loaded for explanations (they need its gradients).
 """
 
 from __future__ import annotations
@@ -22,31 +27,42 @@ from .router import NATURAL_MODEL, SMALL_MODEL, Router
 class Detector:
     """A loaded bundle. `predict` takes a path, bytes, a PIL image, an array, or a list of them."""
 
-    def __init__(self, model, info: BundleInfo, device: str = "cpu", threshold: float | None = None):
+    def __init__(self, model, info: BundleInfo, device: str = "cpu", threshold: float | None = None,
+                 onnx=None, runtime_note: str = ""):
         self.model = model
         self.info = info
         self.device = device
         self.policy = info.policy
         self.calibration = info.calibration
         self.threshold = self.calibration.threshold if threshold is None else check_threshold(threshold)
+        self.onnx = onnx  # an onnx_bundle.OnnxModel: the model step runs in ONNX Runtime
+        self.runtime_note = runtime_note  # why `runtime="auto"` chose what it chose ("" otherwise)
 
     def with_threshold(self, threshold: float) -> "Detector":
-        """The same model and calibration, deciding at another threshold."""
-        return Detector(self.model, self.info, self.device, threshold)
+        """The same model, runtime and calibration, deciding at another threshold."""
+        return Detector(self.model, self.info, self.device, threshold, self.onnx, self.runtime_note)
 
     @property
     def name(self) -> str:
         return self.info.name
 
+    @property
+    def runtime(self) -> str:
+        """Which runtime the model step runs on: "torch" or "onnx"."""
+        return "torch" if self.onnx is None else "onnx"
+
     def __repr__(self) -> str:
-        return f"Detector({self.name!r}, arch={self.info.arch!r}, threshold={self.threshold:.4f})"
+        return (f"Detector({self.name!r}, arch={self.info.arch!r}, threshold={self.threshold:.4f}, "
+                f"runtime={self.runtime!r})")
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """N x S x S x 3 uint8 views -> N raw logits (the model step of realjudge.pipeline)."""
-        import torch
-
         if len(batch) == 0:
             return np.zeros(0, np.float32)
+        if self.onnx is not None:
+            return self.onnx(self.policy.normalise(batch).numpy())
+        import torch
+
         with torch.inference_mode():
             return self.model(self.policy.model_input(batch, self.device)).float().cpu().numpy()
 
@@ -72,37 +88,69 @@ class Detector:
 AUTO_NAMES = (None, "", "auto")
 
 
-def load(name_or_path: str | None = None, device: str = "auto", threshold: float | None = None):
+def load(name_or_path: str | None = None, device: str = "auto", threshold: float | None = None,
+         runtime: str = "torch"):
     """Load a shipped detector by name, or a bundle folder / zip by path.
 
     With no name (or "auto") it returns the router over the shipped detectors, which picks one by
     image size like `realjudge detect`: both sides at most 64 px -> `cifake`, larger -> `natural`.
-    The router has the same `predict`, `predict_iter` and `explain` as a Detector."""
+    The router has the same `predict`, `predict_iter` and `explain` as a Detector.
+
+    `runtime`: "torch" (default), "onnx" (ONNX Runtime on the CPU: the bundle's model.onnx, else an
+    export made on the fly into the cache; needs the `onnx` extra) or "auto" (times both on a warm-up
+    batch and keeps the faster; `Detector.runtime_note` says what was measured)."""
+    from .onnx_bundle import check_runtime
     from .runtime import resolve_device
 
+    runtime = check_runtime(runtime)
     if name_or_path in AUTO_NAMES:
-        return load_for_inputs(None, device, threshold)
+        return load_for_inputs(None, device, threshold, runtime=runtime)
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise UsageError(f"model must be a shipped detector name, a bundle path or 'auto', got {name_or_path!r}")
     name_or_path = str(name_or_path)
 
-    dev = resolve_device(device)
+    if runtime == "onnx" and device not in ("auto", "cpu"):
+        raise UsageError(f"runtime onnx runs on the CPU (onnxruntime); use device cpu or runtime torch, not {device!r}")
+    dev = resolve_device("cpu" if runtime == "onnx" else device)
+    if runtime == "onnx":
+        from .onnx_bundle import require_onnxruntime
+
+        require_onnxruntime()  # before loading anything: the error names the extra to install
     model, info = load_bundle(name_or_path, str(dev))
     import torch
 
     model = model.to(memory_format=torch.channels_last)
-    return Detector(model, info, str(dev), threshold)
+    det = Detector(model, info, str(dev), threshold)
+    if runtime == "torch":
+        return det
+    from .errors import ExportError
+    from .onnx_bundle import AUTO_VIEWS, open_onnx, time_runtimes
+
+    if runtime == "onnx":
+        return Detector(model, info, str(dev), threshold, open_onnx(info))
+    try:  # auto: the onnx runtime when it is there and faster
+        onnx_det = Detector(model, info, str(dev), threshold, open_onnx(info))
+    except (UsageError, ExportError) as err:
+        det.runtime_note = f"runtime auto chose torch: the onnx runtime is unavailable ({err})"
+        return det
+    t = time_runtimes(det.logits, onnx_det.logits, info.policy.size)
+    pick = onnx_det if t["onnx"] < t["torch"] else det
+    other = "torch" if pick is onnx_det else "onnx"
+    pick.runtime_note = (f"runtime auto chose {pick.runtime}: {t[pick.runtime] * 1e3:.1f} ms against {other}'s "
+                         f"{t[other] * 1e3:.1f} ms on a warm-up batch of {AUTO_VIEWS} views "
+                         f"({torch.get_num_threads()} threads)")
+    return pick
 
 
 def load_for_inputs(model: str | None, device: str = "auto", threshold: float | None = None,
-                    provenance: bool = True):
+                    provenance: bool = True, runtime: str = "torch"):
     """A router (`realjudge.router`) over one named model, or over the shipped small and natural detectors (no model, or "auto")."""
     if model and model != "auto":
-        return Router.single(load(model, device, threshold), provenance)
+        return Router.single(load(model, device, threshold, runtime), provenance)
     shipped = shipped_names()
     if SMALL_MODEL not in shipped:
         raise UsageError("no shipped detector is installed; pass --model PATH to a bundle")
-    dets = {SMALL_MODEL: load(SMALL_MODEL, device, threshold)}
+    dets = {SMALL_MODEL: load(SMALL_MODEL, device, threshold, runtime)}
     if NATURAL_MODEL in shipped:
-        dets[NATURAL_MODEL] = load(NATURAL_MODEL, device, threshold)
+        dets[NATURAL_MODEL] = load(NATURAL_MODEL, device, threshold, runtime)
     return Router(dets, SMALL_MODEL, NATURAL_MODEL if NATURAL_MODEL in dets else SMALL_MODEL, provenance)

@@ -48,9 +48,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import calibrate, detect, ensemble, evaluate, inspect, models, train
+    from . import calibrate, detect, ensemble, evaluate, export, inspect, models, train
 
-    for mod in (detect, inspect, evaluate, train, models, ensemble, calibrate):
+    for mod in (detect, inspect, evaluate, train, models, ensemble, calibrate, export):
         main.add_command(mod.command)
     for optional in ("search", "explain", "generate", "serve", "data"):
         try:

@@ -9,7 +9,8 @@ import sys
 
 import click
 
-from .options import threshold_option
+from ..errors import UsageError, one_line
+from .options import runtime_option, threshold_option
 from .exit_codes import EXIT_OK, EXIT_PARTIAL
 
 
@@ -54,6 +55,7 @@ def table_line(r) -> str:
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=256, show_default=True)
 @click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes (0: decode in the main process).")
 @click.option("--device", default="auto", show_default=True)
+@runtime_option()
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False), default=None,
               help="Write a Grad-CAM overlay PNG per scored file into this folder.")
@@ -62,19 +64,40 @@ def table_line(r) -> str:
                    "verdict_source=provenance.")
 @click.option("--provenance/--no-provenance", default=True, show_default=True,
               help="Read C2PA, XMP, EXIF, PNG chunks and the SD watermark beside the pixel score.")
-def command(paths, model, threshold, fmt, batch_size, workers, device, progress, explain_dir, verdict_mode, provenance):
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: score on a Ray cluster, decoding in its actors, records to --out "
+                   "(needs pip install 'realjudge[ray]'); inputs may also be s3:// or gs:// paths there.")
+@click.option("--ray-address", default=None,
+              help="--engine ray: the cluster to join (default: RAY_ADDRESS, a running local cluster, or a new local one).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="--engine ray: the records file, records.parquet or records.jsonl.")
+def command(paths, model, threshold, fmt, batch_size, workers, device, runtime, progress, explain_dir, verdict_mode,
+            provenance, engine, ray_address, out):
     """Score images: files, folders (recursive), globs and archives.
 
     The table's third column is the file's provenance: its one-word verdict (ai, camera, none,
     conflict) and the signals that decided it; `realjudge inspect FILE` shows every finding.
     Exit code 0 when every file was scored, 1 when some could not be read or some paths do not exist
     (the rest are scored), 2 for a usage error or when no path exists. Errors and warnings go to stderr.
+
+    With --engine ray the same records are scored on a Ray cluster and written to --out (.parquet or
+    .jsonl), in input order.
     """
+    if engine == "ray":
+        from .detect_ray import check_cli_options, run_ray
+
+        fmt_given = click.get_current_context().get_parameter_source("fmt") is click.core.ParameterSource.COMMANDLINE
+        kind = check_cli_options(out, fmt_given, explain_dir, workers)
+        return run_ray(paths, out, kind, ray_address, model, threshold, batch_size, device, progress, verdict_mode,
+                       provenance, runtime)
+    if out or ray_address:
+        raise UsageError(f"{'--out' if out else '--ray-address'} is for --engine ray "
+                         "(with --engine local, --format jsonl writes records to stdout)")
     from tqdm import tqdm
 
     from ._inputs import open_inputs
 
-    samples, missing, router = open_inputs(paths, model, device, threshold, provenance)
+    samples, missing, router = open_inputs(paths, model, device, threshold, provenance, runtime)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(samples), disable=not show, unit="img", file=sys.stderr, desc="detect")
     failed = 0
@@ -104,7 +127,7 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, progress,
             if rec.error:
                 click.echo(f"realjudge: error: {rec.error}", err=True)
             for w in rec.warnings:
-                click.echo(f"realjudge: warning: {rec.path}: {w}", err=True)
+                click.echo(f"realjudge: warning: {one_line(rec.path)}: {w}", err=True)
         if explainer is not None and rec.error is None:
             explainer.write(router, rec, prepared)
         if fmt == "json":

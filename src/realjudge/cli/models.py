@@ -40,6 +40,7 @@ def command(name, as_json):
 
 def _show(name: str, as_json: bool) -> None:
     from ..bundle import _read_bundle_files, resolve_bundle_path
+    from ..onnx_bundle import describe
 
     path = resolve_bundle_path(name)
     meta, _weights, card = _read_bundle_files(path)
@@ -49,7 +50,7 @@ def _show(name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"name": meta.get("name", name), "path": str(path), "arch": meta.get("arch"),
                                "calibration": cal, "training_data": data, "val_metrics": meta.get("val_metrics", {}),
-                               "card": card}, indent=2, default=str))
+                               "card": card, "runtimes": {"torch": True, "onnx": describe(path)}}, indent=2, default=str))
         return
     click.echo((card or f"# {name}\n\n(no model card in this bundle)").rstrip() + "\n")
     click.echo("## Calibration (bundle.json)\n")
@@ -62,3 +63,17 @@ def _show(name: str, as_json: bool) -> None:
         click.echo("band fit: " + ", ".join(f"{k} {v}" for k, v in fit.items()))
     click.echo("\n## Training data\n")
     click.echo(json.dumps(data, indent=2, default=str) if data is not None else "(not recorded in the bundle)")
+    click.echo("\n## Runtimes (detect --runtime)\n")
+    click.echo("torch: yes")
+    click.echo(_onnx_line(describe(path), name))
+
+
+def _onnx_line(d: dict, name: str) -> str:
+    if d["available"]:
+        line = (f"onnx: {d['location']} (opset {d['opset']}; largest |logit difference| to torch "
+                f"{d['max_abs_logit_diff']:.2e} over {d['check_views']} views, tolerance {d['tolerance']:g})")
+    else:
+        line = f"onnx: not exported yet ({d['status']}); `realjudge export {name} --onnx` makes it, or --runtime onnx on the fly"
+    if d["onnxruntime"] is None:
+        line += "; onnxruntime is not installed: pip install 'realjudge[onnx]'"
+    return line

@@ -6,6 +6,7 @@ import click
 
 from ..calibrate import check_threshold
 from ..errors import UsageError
+from ..onnx_bundle import RUNTIMES
 
 
 class Threshold(click.ParamType):
@@ -22,3 +23,11 @@ class Threshold(click.ParamType):
 
 def threshold_option(help: str = "Decision threshold on p_fake in [0, 1] (default: the bundle's)."):
     return click.option("--threshold", "-t", type=Threshold(), default=None, help=help)
+
+
+def runtime_option():
+    """`--runtime torch|onnx|auto`: which runtime the model step runs on (realjudge.detector.load)."""
+    return click.option("--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
+                        help="The model step: torch; onnx (ONNX Runtime on the CPU: the bundle's model.onnx, else an "
+                             "export made on the fly into the cache; needs the onnx extra); or auto (times both at "
+                             "load, keeps the faster and says which on stderr). The records are the same.")

@@ -35,7 +35,11 @@ def command(arch, config_path, data, real, fake, layout, group_by, overrides, ep
             run_dir, out_dir, name, resume, progress):
     """Train ARCH (resnet, cifake-cnn, ntf, npr, cnnspot, efficientnet-lite0; see `realjudge models`)
     with the shared engine: validation split by content hash,
-    checkpoints every epoch, --resume, calibration, and a bundle at the end."""
+    checkpoints every epoch, --resume, calibration, and a bundle at the end.
+
+    On several processes or GPUs: `torchrun --nproc-per-node N -m realjudge train ...` (DDP; rank 0
+    validates and writes the run folder; --resume works with any N; docs/SCALING.md)."""
+    from ..train import distributed
     from ..train.config import load_config
     from ..train.engine import Trainer
 
@@ -49,9 +53,14 @@ def command(arch, config_path, data, real, fake, layout, group_by, overrides, ep
     name = cfg.name or cfg.arch
     run = Path(run_dir or Path("runs") / name)
     show = sys.stderr.isatty() if progress is None else progress
-    trainer = Trainer(cfg, run, progress=show)
-    result = trainer.fit(resume=resume)
-    bundle = trainer.export(out_dir or run / "bundle", name)
+    try:
+        trainer = Trainer(cfg, run, progress=show)  # joins torchrun's process group, if any
+        result = trainer.fit(resume=resume)
+        bundle = trainer.export(out_dir or run / "bundle", name)
+    finally:
+        distributed.shutdown()
+    if not trainer.dist.main:
+        return  # rank 0 reports for the job
     last = result["history"][-1] if result["history"] else {}
     click.echo(f"bundle: {bundle}")
     if last:

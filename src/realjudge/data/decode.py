@@ -9,15 +9,17 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
+import stat
+import struct
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from ..errors import DecodeError
+from ..errors import DecodeError, UsageError
 
 # Truncated files are errors, never silently grey-filled: a half image would get a verdict it did not earn.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -25,7 +27,55 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 DEFAULT_MAX_PIXELS = 64_000_000
 """Pixel limit against decompression bombs (64 MP: larger than any camera photo we expect to score)."""
 
+FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "PPM", "ICO", "HEIF", "AVIF")
+"""The Pillow formats the decoder opens, whatever a file is named: the formats of `IMAGE_EXTENSIONS`
+(MPO: camera JPEGs with a second picture; PPM: also PGM and PBM) and ICO. Pillow's other readers
+(TGA, PCX, SGI, EPS and a few dozen more, some of which accept almost any bytes) are never tried, so
+a hostile file cannot reach them."""
+
+DEFAULT_MAX_FILE_BYTES = 256 << 20
+"""Bytes read from one file (or one archive member: `containers.ArchiveLimits.max_member_bytes`): above
+the largest file the pixel limit lets through (an uncompressed 64 MP TIFF is 192 MB)."""
+MAX_FILE_BYTES_ENV = "REALJUDGE_ARCHIVE_MAX_MEMBER_BYTES"
+"""The environment variable that overrides it, for files and archive members alike."""
+
+
+def parse_size(var: str, raw: str) -> int:
+    """A byte count or count from an environment variable: digits, optionally with K, M, G or T (`512M`)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*", raw.lower())
+    if not m:
+        raise UsageError(f"{var}={raw!r}: expected a whole number, optionally with K, M or G (e.g. 512M)")
+    return int(m.group(1)) << (10 * " kmgt".index(m.group(2) or " "))
+
+
+def file_byte_limit() -> int:
+    """`DEFAULT_MAX_FILE_BYTES`, or the environment's `MAX_FILE_BYTES_ENV`."""
+    raw = os.environ.get(MAX_FILE_BYTES_ENV)
+    if raw in (None, ""):
+        return DEFAULT_MAX_FILE_BYTES
+    value = parse_size(MAX_FILE_BYTES_ENV, raw)
+    if value < 1:
+        raise UsageError(f"{MAX_FILE_BYTES_ENV} must be at least 1, got {raw!r}")
+    return value
+
+
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error,
+                   ArithmeticError, RuntimeError)
+"""What Pillow's readers raise on malformed files besides their documented OSError: a GIF cut inside a
+frame header raises struct.error while counting frames, a bad table IndexError or KeyError, a zero
+field ZeroDivisionError, a self-referencing structure RecursionError. Each is the file's fault."""
+
 _OPTIONAL_PLUGINS_LOADED = False
+_OPEN_FORMATS: tuple[str, ...] | None = None
+
+
+def _open_formats() -> tuple[str, ...]:
+    """`FORMATS` that this Pillow opens (MPO is opened by the JPEG reader; HEIF needs its plug-in)."""
+    global _OPEN_FORMATS
+    if _OPEN_FORMATS is None:
+        Image.init()
+        _OPEN_FORMATS = tuple(f for f in FORMATS if f in Image.OPEN)
+    return _OPEN_FORMATS
 
 
 def _load_optional_plugins() -> None:
@@ -128,12 +178,12 @@ def _from_pil(im: Image.Image, name: str, max_pixels: int, facts: dict[str, Any]
         raise DecodeError(name, f"image too large ({w}x{h} = {w * h} pixels; the limit is {max_pixels})")
     if w == 0 or h == 0:
         raise DecodeError(name, "image has no pixels")
-    frames = getattr(im, "n_frames", 1)
-    facts["frames"] = frames
-    if frames > 1:
-        im.seek(0)  # animated: the first frame is scored, and the record says so through `frames`
-    facts["jpeg_quality"] = estimate_jpeg_quality(im) if (im.format == "JPEG") else None
     try:
+        frames = getattr(im, "n_frames", 1)  # counting frames reads the whole file: it fails like loading
+        facts["frames"] = frames
+        if frames > 1:
+            im.seek(0)  # animated: the first frame is scored, and the record says so through `frames`
+        facts["jpeg_quality"] = estimate_jpeg_quality(im) if (im.format == "JPEG") else None
         im.load()
         im = ImageOps.exif_transpose(im) or im
         pixels = _to_rgb(im)
@@ -141,7 +191,7 @@ def _from_pil(im: Image.Image, name: str, max_pixels: int, facts: dict[str, Any]
         raise
     except Image.DecompressionBombError:
         raise DecodeError(name, "image too large (decompression bomb guard)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
+    except _DECODER_ERRORS as err:
         raise DecodeError(name, _reason(err)) from None
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise DecodeError(name, f"unexpected pixel layout {pixels.shape}")
@@ -164,26 +214,34 @@ def decode_bytes(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_M
     facts: dict[str, Any] = {"bytes": len(data)}
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit replaces Pillow's warning; its hard error is still caught below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            # Our own pixel limit replaces Pillow's bomb warning (its hard error is still caught below), and
+            # a reader's complaints about a malformed file ("Truncated File Read", "Corrupt EXIF data") never
+            # reach stderr as Python warnings: the file either decodes or becomes a one-line DecodeError.
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data), formats=_open_formats())
             return _from_pil(im, name, max_pixels, facts)
     except DecodeError:
         raise
     except Image.DecompressionBombError:
         raise DecodeError(name, f"image too large (decompression bomb guard; the limit is {max_pixels} pixels)") from None
     except UnidentifiedImageError:
-        raise DecodeError(name, "not an image, or a format Pillow cannot read") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as err:
+        raise DecodeError(name, "not an image, or not in a format realjudge reads "
+                                "(JPEG, PNG, GIF, BMP, WebP, TIFF, PPM/PGM/PBM, ICO, HEIC, AVIF)") from None
+    except _DECODER_ERRORS as err:
         raise DecodeError(name, _reason(err)) from None
     except MemoryError:
         raise DecodeError(name, "not enough memory to decode") from None
 
 
-def read_file(path: str | os.PathLike, name: str | None = None) -> bytes:
+def read_file(path: str | os.PathLike, name: str | None = None, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file (a symbolic link is followed to one), at most `max_bytes` (default:
+    `file_byte_limit()`). A FIFO, a device or a socket is refused without blocking on it, and a file
+    that grows while it is read stops at the limit."""
     name = name or str(path)
+    if max_bytes is None:
+        max_bytes = file_byte_limit()
     try:
-        return Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise DecodeError(name, "no such file") from None
     except IsADirectoryError:
@@ -192,6 +250,32 @@ def read_file(path: str | os.PathLike, name: str | None = None) -> bytes:
         raise DecodeError(name, "permission denied") from None
     except OSError as err:
         raise DecodeError(name, f"cannot read ({err.strerror or err})") from None
+    except ValueError as err:  # an embedded NUL in the path
+        raise DecodeError(name, f"cannot read ({err})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise DecodeError(name, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise DecodeError(name, "not a regular file (a device, FIFO or socket): not read")
+        if st.st_size > max_bytes:
+            raise DecodeError(name, f"file is {st.st_size} bytes; the limit is {max_bytes} ({MAX_FILE_BYTES_ENV})")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise DecodeError(name, f"file grew past the limit of {max_bytes} bytes while it was read")
+        return b"".join(chunks)
+    except PermissionError:
+        raise DecodeError(name, "permission denied") from None
+    except OSError as err:
+        raise DecodeError(name, f"cannot read ({err.strerror or err})") from None
+    finally:
+        os.close(fd)
 
 
 def decode(obj: Any, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:

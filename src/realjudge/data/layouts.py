@@ -10,8 +10,8 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from ..errors import SourceError
-from .containers import Container, is_image_name, open_container
+from ..errors import DecodeError, SourceError
+from .containers import ArchiveLimits, Container, is_image_name, open_container
 from .samples import LABELS, Sample
 
 LAYOUTS = ("cifake", "forensynths", "genimage", "flat", "manifest", "unlabelled")
@@ -87,8 +87,15 @@ def detect_layout(container: Container) -> str:
 
 
 def _manifest_samples(container: Container, manifest: str, source: str) -> list[Sample]:
-    text = container.read(manifest).decode("utf-8-sig", errors="replace")
-    rows = list(csv.DictReader(io.StringIO(text)))
+    try:
+        text = container.read(manifest).decode("utf-8-sig", errors="replace")
+    except DecodeError as err:
+        raise SourceError(f"{container.root}: manifest {manifest}: {err.reason}") from None
+    try:
+        # newline="": the csv module reads CR, LF and CRLF itself (a stray CR is then no error)
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as err:  # a NUL byte, a field over the csv module's size limit
+        raise SourceError(f"{container.root}: manifest {manifest} is not readable CSV ({err})") from None
     if not rows or "path" not in rows[0]:
         raise SourceError(f"{container.root}: manifest {manifest} needs a 'path' column")
     base = PurePosixPath(manifest).parent
@@ -98,6 +105,8 @@ def _manifest_samples(container: Container, manifest: str, source: str) -> list[
         raw = (row.get("label") or "").strip().lower()
         if raw and raw not in LABELS:
             raise SourceError(f"{container.root}: {manifest} line {i}: label must be real|fake|0|1, got {raw!r}")
+        row = {k: v for k, v in row.items() if k is not None}  # cells past the header's columns
+        row["path"] = row.get("path") or ""  # a short row has no path cell at all
         rel = (base / row["path"]).as_posix() if str(base) != "." else row["path"]
         if rel not in available:
             raise SourceError(f"{container.root}: {manifest} line {i}: {row['path']} is not in the source")
@@ -117,22 +126,24 @@ def open_source(
     layout: str = "auto",
     label: int | None = None,
     name: str | None = None,
+    limits: ArchiveLimits | None = None,
 ) -> list[Sample]:
     """List the samples of a folder, archive or CSV manifest.
 
     `layout` is one of `LAYOUTS` or "auto"; `label` forces every sample's label (e.g. a folder of
-    real photographs given as `--real DIR`).
+    real photographs given as `--real DIR`). Archives are read under `limits` (default: the
+    `ArchiveLimits` defaults and their environment overrides); archives inside a source are not opened.
     """
     if layout != "auto" and layout not in LAYOUTS:
         raise SourceError(f"unknown layout {layout!r}; known layouts: {', '.join(LAYOUTS)}")
     p = Path(path)
     source = name or p.name.split(".")[0] or str(path)
     if p.is_file() and p.suffix.lower() == ".csv":
-        container: Container = open_container(p.parent)
+        container: Container = open_container(p.parent, limits)
         manifest: str | None = p.name
         layout = "manifest"
     else:
-        container = open_container(path)
+        container = open_container(path, limits)
         manifest = _find_manifest(container)
         if layout == "auto":
             layout = detect_layout(container)

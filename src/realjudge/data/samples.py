@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ..errors import DecodeError, SourceError
-from .containers import open_container
+from .containers import is_archive, open_container
 
 _SHA256_GROUP = re.compile(r"sha256:[0-9a-fA-F]{64}")
 
@@ -53,15 +53,17 @@ class Sample:
 
     def read_bytes(self) -> bytes:
         if "unreadable" in self.meta:  # found unreadable while listing (a corrupt archive)
-            from ..errors import DecodeError
-
             raise DecodeError(self.locator, self.meta["unreadable"])
         archive, sep, member = self.locator.partition("::")
-        if not sep:
+        if not sep or not is_archive(archive):  # a plain file (whose name may hold "::")
             from .decode import read_file
 
-            return read_file(archive, self.locator)
-        return open_container(archive).read(member, self.locator)
+            return read_file(self.locator)
+        try:
+            container = open_container(archive)
+        except SourceError as err:  # the archive changed or vanished since it was listed
+            raise DecodeError(self.locator, str(err).removeprefix(f"{archive}: ")) from None
+        return container.read(member, self.locator)
 
 
 def content_id(data: bytes) -> str:
@@ -111,7 +113,7 @@ def iter_sample_bytes(samples: list[Sample]) -> Iterator[tuple[Sample, bytes | D
     loose: list[Sample] = []
     for s in samples:
         archive, sep, member = s.locator.partition("::")
-        if sep:
+        if sep and is_archive(archive) and "unreadable" not in s.meta:
             by_root.setdefault(archive, []).append((member, s))
         else:
             loose.append(s)
@@ -121,6 +123,15 @@ def iter_sample_bytes(samples: list[Sample]) -> Iterator[tuple[Sample, bytes | D
         except DecodeError as err:
             yield s, err
     for archive, pairs in by_root.items():
-        index = {m: s for m, s in pairs}
-        for member, blob in open_container(archive).iter_bytes([m for m, _ in pairs]):
-            yield index[member], blob
+        index: dict[str, list[Sample]] = {}
+        for m, s in pairs:
+            index.setdefault(m, []).append(s)
+        try:
+            container = open_container(archive)
+        except SourceError as err:  # the archive changed or vanished since it was listed
+            for _, s in pairs:
+                yield s, DecodeError(s.locator, str(err).removeprefix(f"{archive}: "))
+            continue
+        for member, blob in container.iter_bytes(list(index)):
+            for s in index.pop(member, []):
+                yield s, blob

@@ -9,6 +9,7 @@ the model run on an inference thread, so the event loop keeps answering. Every r
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -20,11 +21,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 
 from .._version import __version__
 from ..router import SMALL_SIDE, Router
-from . import openapi
+from . import browser, openapi
 from .gate import Busy, Gate
 from .limits import Limits
 from .scoring import Models, detect_job, explain_job, load_models, overlay_json, warm_up
@@ -35,7 +35,9 @@ log = logging.getLogger("realjudge.serve")
 
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-                                 b"script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+                                 # wasm-unsafe-eval: onnxruntime-web's WebAssembly, for scoring on the device
+                                 b"script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
+                                 b"frame-ancestors 'none'; base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
@@ -55,7 +57,8 @@ def create_app(models: Sequence[str] | Router | None = None, limits: Limits | No
     async def lifespan(app: FastAPI):
         router = models if isinstance(models, Router) else load_models(models, device, threshold)
         warm_up(router)
-        app.state.models, app.state.gate = Models(router), Gate(limits.workers, limits.queue)
+        app.state.models, app.state.gate = Models(router), Gate(limits.workers, limits.queue,
+                                                                limits.inference_niceness)
         log.info("realjudge serve: models %s, limits %s", ", ".join(router.detectors), limits.to_json())
         try:
             yield
@@ -66,8 +69,10 @@ def create_app(models: Sequence[str] | Router | None = None, limits: Limits | No
     app = FastAPI(title="realjudge", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Tell AI-generated images from real photographs. Offline API reference: /docs.")
     _add_error_handlers(app)
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(_Shed, paths=("/v1/detect", "/v1/explain"))
+    app.add_middleware(_SecurityHeaders)  # added last: outermost, so on the shed answers too
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(browser.router)  # the model and its rules for scoring in the browser
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -147,43 +152,72 @@ async def _run(request: Request, limits: Limits, job: Callable, query: dict):
     try:
         with gate.admit():
             async with asyncio.timeout(limits.request_timeout):
-                body = await _read_body(request, limits.max_upload_bytes)
+                body = await _read_body(request, limits)
                 phase = "wait"
                 result, waited = await gate.run(job, request.app.state.models, body,
                                                 request.headers.get("content-type", ""), query, limits.max_files,
                                                 limits.max_pixels, deadline)
     except Busy as busy:
+        # Answered before the body is read: uvicorn reads and drops the rest on a kept-alive connection
+        # (within the drain deadline of serve.protocol), so the client reads this answer, not a reset.
         return error(503, str(busy), {"Retry-After": str(busy.retry_after)})
     except ApiError as err:
         return error(err.status, err.message, err.headers)
     except TimeoutError:
         if phase == "upload":
-            return error(408, f"the upload did not finish within {limits.request_timeout:g} s")
+            return error(408, f"the upload did not finish within {limits.request_timeout:g} s", CLOSE)
         retry = gate.retry_after()
         return error(503, f"server busy: the request was not done within {limits.request_timeout:g} s; "
                           f"retry in {retry} s", {"Retry-After": str(retry)})
+    except Exception as exc:  # a bug: answered here, so that the connection stays usable
+        log.exception("internal error")
+        return error(500, f"internal error ({type(exc).__name__}); please report it")
     timings = {"wait_ms": round(waited * 1000, 3), "total_ms": round((time.monotonic() - start) * 1000, 3)}
     return result, timings
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it is known to exceed `limit` bytes."""
+CLOSE = {"Connection": "close"}
+"""On an answer given while the client may still be sending a body nobody will read: close the
+connection (serve.protocol lingers, so the client still reads the answer) instead of draining it."""
+
+
+async def _read_body(request: Request, limits: Limits) -> bytes:
+    """The body, refused as soon as it is known to exceed the size limit, or to come too slowly:
+    after `upload_grace` seconds it must keep arriving at `min_upload_rate` bytes per second on average
+    (a client sending a byte now and then cannot hold its place until the request's time-out)."""
+    limit = limits.max_upload_bytes
     too_large = f"upload too large: the limit is {limit} bytes ({limit / 2 ** 20:.1f} MiB) per request"
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ApiError(400, f"bad Content-Length header {declared!r}")
+            raise ApiError(400, f"bad Content-Length header {declared!r}", CLOSE)
         if int(declared) > limit:
-            raise ApiError(413, f"{too_large}; this one declares {declared} bytes")
+            raise ApiError(413, f"{too_large}; this one declares {declared} bytes", CLOSE)
     body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise ApiError(413, too_large)
-    except ClientDisconnect:
-        raise ApiError(400, "the client disconnected during the upload") from None
-    return bytes(body)
+    start = time.monotonic()
+    rate, grace = limits.min_upload_rate, limits.upload_grace
+    receive = request.receive
+    while True:
+        try:
+            async with asyncio.timeout_at(_loop_time(start + grace + len(body) / rate)):
+                message = await receive()
+        except TimeoutError:
+            if time.monotonic() - start >= limits.request_timeout:
+                raise
+            raise ApiError(408, f"upload too slow: {len(body)} bytes in {time.monotonic() - start:.1f} s; "
+                                f"after {grace:g} s a body must arrive at {rate / 1024:g} KiB/s or more", CLOSE) from None
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "the client disconnected during the upload")
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise ApiError(413, too_large, CLOSE)
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    """A time.monotonic() deadline on the running loop's clock."""
+    return asyncio.get_running_loop().time() + (monotonic_deadline - time.monotonic())
 
 
 def _routing(router: Router) -> dict:
@@ -214,7 +248,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal(_request: Request, exc: Exception):
         log.exception("internal error")
-        return error(500, f"internal error ({type(exc).__name__}); please report it")
+        # Starlette re-raises after this answer and uvicorn then closes the connection: say so, so
+        # that a client does not send its next request on a connection about to close.
+        return error(500, f"internal error ({type(exc).__name__}); please report it", CLOSE)
 
 
 def _where(loc) -> str:
@@ -240,3 +276,29 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class _Shed:
+    """A request for work while every place is taken gets its 503 here, before routing, parameter
+    validation and the rest of the framework: under overload, refusals are most of the event loop's
+    work, and this makes each one cheap. (`_run` refuses the same way when the gate fills meanwhile.)"""
+
+    def __init__(self, app, paths: tuple[str, ...]):
+        self.app = app
+        self.paths = frozenset(paths)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"][len(scope.get("root_path", "")):] if scope.get("root_path") else scope["path"]
+            gate: Gate | None = getattr(scope["app"].state, "gate", None) if "app" in scope else None
+            if path in self.paths and gate is not None and gate.full:
+                busy = Busy(gate.retry_after())
+                body = json.dumps({"error": str(busy), "status": 503}).encode()
+                # The connection is kept: uvicorn reads and drops the body (serve.protocol bounds how long).
+                await send({"type": "http.response.start", "status": 503, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(busy.retry_after).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
@@ -23,19 +25,39 @@ class Busy(Exception):
         super().__init__(f"server busy: every place in the queue is taken; retry in {retry_after} s")
 
 
+def _yield_to_the_loop(niceness: int) -> None:
+    """Run on each inference thread as it starts: lower its CPU priority below the event loop's
+    (on Linux, priorities are per thread).
+
+    Scoring keeps every core busy under load; at equal priority the event loop waits its turn
+    behind it, and refusals (503), health checks and uploads slow down with the load they are
+    meant to shed. The loop is one thread, so it can take at most one core's worth from scoring."""
+    if niceness <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+    except (AttributeError, OSError):  # not Linux, or not allowed: equal priority
+        pass
+
+
 class Gate:
-    def __init__(self, workers: int, queue: int):
+    def __init__(self, workers: int, queue: int, niceness: int = 0):
         self.workers = workers
         self.capacity = workers + queue
         self.admitted = 0
         self._slots = asyncio.Semaphore(workers)
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="realjudge-infer")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="realjudge-infer", initializer=_yield_to_the_loop,
+                                        initargs=(niceness,))
         self._job_seconds = 0.05  # running mean of job time, for Retry-After
+
+    @property
+    def full(self) -> bool:
+        return self.admitted >= self.capacity
 
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:
         """Hold one of the `workers + queue` places, or raise `Busy`."""
-        if self.admitted >= self.capacity:
+        if self.full:
             raise Busy(self.retry_after())
         self.admitted += 1
         try:

@@ -7,8 +7,9 @@ _IMAGE_BODY = {
         "multipart/form-data": {"schema": {
             "type": "object",
             "required": ["file"],
+            "additionalProperties": False,  # the server refuses any other field (400)
             "properties": {
-                "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                "file": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
                          "description": "An image (repeat the field for several)."},
                 "model": {"type": "string", "description": "Overrides the `model` query parameter."},
                 "threshold": {"type": "number", "minimum": 0, "maximum": 1,
@@ -20,9 +21,10 @@ _IMAGE_BODY = {
         "application/json": {"schema": {
             "type": "object",
             "required": ["images"],
+            "additionalProperties": False,
             "properties": {
                 "images": {"type": "array", "minItems": 1, "items": {
-                    "type": "object", "required": ["data"],
+                    "type": "object", "required": ["data"], "additionalProperties": False,
                     "properties": {"name": {"type": "string"},
                                    "data": {"type": "string", "format": "byte",
                                             "description": "Base64 of the file's bytes (a data: URL works too)."}}}},
@@ -93,6 +95,12 @@ EXPLAIN_RESPONSES = {
                                      "description": "The class whose evidence the heat map shows."},
                           "width": {"type": "integer"},
                           "height": {"type": "integer"}, "overlay_png": {"type": "string", "format": "byte"},
+                          "explained": {"type": "string", "description": "Which part of the image the map covers."},
+                          "coverage": {"type": "number", "description": "Share of the image the explained crops cover."},
+                          "crops": {"type": "array", "items": {"type": "object", "properties": {
+                              "x": {"type": "integer"}, "y": {"type": "integer"}, "size": {"type": "integer"},
+                              "p_fake": {"type": "number"}}}},
+                          "notes": {"type": "array", "items": {"type": "string"}},
                           "timings": _TIMINGS}}}}},
     422: {"description": "The image could not be read", **_ERROR},
     501: {"description": "Explanations are not installed", **_ERROR},

@@ -7,9 +7,10 @@ each result carries its own decode and model times.
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -22,14 +23,15 @@ from ..router import Router
 from .uploads import ApiError, Submission, Upload, parse_body
 
 
-def load_models(models: Sequence[str] | None, device: str = "auto", threshold: float | None = None) -> Router:
+def load_models(models: Sequence[str] | None, device: str = "auto", threshold: float | None = None,
+                runtime: str = "torch") -> Router:
     """The shipped detectors (routed by image size) when `models` is empty, else the named bundles,
-    the first one answering requests that name no model."""
+    the first one answering requests that name no model; each model step on `runtime`."""
     if not models:
-        return load_for_inputs(None, device, threshold)
+        return load_for_inputs(None, device, threshold, runtime=runtime)
     detectors: dict[str, Detector] = {}
     for spec in models:
-        det = load(spec, device, threshold)
+        det = load(spec, device, threshold, runtime=runtime)
         if det.name in detectors:
             raise UsageError(f"two models are named {det.name!r} ({spec}); a server needs distinct names")
         detectors[det.name] = det
@@ -37,19 +39,61 @@ def load_models(models: Sequence[str] | None, device: str = "auto", threshold: f
     return Router(detectors, first, first)
 
 
+class SharedLock:
+    """Any number of holders of `shared()` at once, or one holder of `exclusive()` alone. A waiting
+    exclusive holder goes first: new shared holders wait behind it, so it cannot be starved."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive or self._waiting:
+                self._cond.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                if not self._shared:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._exclusive or self._shared:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
 class Models:
     """The loaded detectors, one router per way a request can ask (by size, or a named model), and
-    one lock per network.
+    one `SharedLock` per network.
 
-    Grad-CAM hooks a layer of the shared network while it runs, and that hook would capture the
-    activations of any prediction made on another thread meanwhile; so a network runs one job at a
-    time, while parsing and decoding still overlap across workers.
+    Scoring only reads the network, so scoring jobs share it and run on every worker at once. Grad-CAM
+    hooks a layer of the shared network while it runs, and that hook would capture the activations of
+    any prediction made on another thread meanwhile; so an explanation holds its network alone.
     """
 
     def __init__(self, router: Router):
         self.router = router
         self.named = {name: router.only(name) for name in router.detectors}
-        self.locks = {name: threading.Lock() for name in router.detectors}
+        self.locks = {name: SharedLock() for name in router.detectors}
 
     @property
     def detectors(self) -> dict[str, Detector]:
@@ -109,7 +153,7 @@ def score(models: Models, upload: Upload, router: Router, named: str | None, thr
         return rec.to_dict() | {"timings": {"decode_ms": _ms(time.perf_counter() - t0), "model_ms": None,
                                             "provenance_ms": None}}
     t1 = time.perf_counter()
-    with models.locks[prepared.model]:
+    with models.locks[prepared.model].shared():
         rec = pipeline.score(router, [prepared], threshold)[0]
     if verdict == "combined":
         rec = combine(rec)
@@ -146,7 +190,7 @@ def explain_job(models: Models, body: bytes, content_type: str, query: dict, max
     t1 = time.perf_counter()
     _check(deadline)
     try:
-        with models.locks[prepared.model]:
+        with models.locks[prepared.model].exclusive():
             record = pipeline.score(router, [prepared], threshold)[0]
             exp = explain_prepared(router.detectors[prepared.model], prepared, record, query.get("method") or "gradcam")
     except DecodeError as err:

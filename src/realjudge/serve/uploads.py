@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 FILE_FIELD = "file"
@@ -114,14 +115,15 @@ def parse_multipart(body: bytes, content_type: str, max_files: int) -> Submissio
         nonlocal ended
         ended = True
 
-    parser = MultipartParser(boundary, {
-        "on_part_begin": begin, "on_header_field": header_field, "on_header_value": header_value,
-        "on_header_end": header_end, "on_part_data": data, "on_part_end": part_end, "on_end": end,
-    })
     try:
+        # The parser refuses some boundaries (over 256 characters) when it is built, not when it parses.
+        parser = MultipartParser(boundary, {
+            "on_part_begin": begin, "on_header_field": header_field, "on_header_value": header_value,
+            "on_header_end": header_end, "on_part_data": data, "on_part_end": part_end, "on_end": end,
+        })
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as err:
+    except (MultipartParseError, FormParserError) as err:
         raise ApiError(400, f"malformed multipart body ({' '.join(str(err).split())})") from None
     if not ended:
         raise ApiError(400, "malformed multipart body (it ends before its closing boundary)")
@@ -135,6 +137,8 @@ def parse_json(body: bytes, max_files: int) -> Submission:
         doc = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, f"body is not valid JSON ({err})") from None
+    except RecursionError:  # nesting deeper than the parser's recursion limit
+        raise ApiError(400, "body is not valid JSON (nested too deeply)") from None
     if not isinstance(doc, dict):
         raise ApiError(400, 'JSON body must be an object: {"images": [{"name": ..., "data": base64}], ...}')
     unknown = set(doc) - {"images", "model", "threshold", "verdict"}

@@ -172,51 +172,69 @@ def random_patches(pixels: np.ndarray, policy: InputPolicy, n: int, augment, rng
     return out
 
 
-def augment_batch(batch: np.ndarray, names: list[str], rng: np.random.Generator) -> np.ndarray:
-    """Random training augmentation, applied the same way whatever the label."""
+def augment_batch(batch: np.ndarray, names: list[str], rng: np.random.Generator,
+                  positions: np.ndarray | None = None, total: int | None = None) -> np.ndarray:
+    """Random training augmentation, applied the same way whatever the label.
+
+    `positions` (distributed training): `batch` holds only these rows (ascending) of a global batch
+    of `total` rows. The random draws are made for all `total` rows, in the order one process makes
+    them, so `rng` ends where it would and each kept row is augmented exactly as it would be in the
+    whole batch; only the kept rows are worked on and returned."""
     from .. import perturb
 
+    total = len(batch) if total is None else total
+    positions = np.arange(total) if positions is None else np.asarray(positions)
+    where = np.full(total, -1)  # global row -> row of `batch` (-1: another rank's)
+    where[positions] = np.arange(len(positions))
     out = batch.copy() if names else batch
     if "hflip" in names:
-        flip = rng.random(len(out)) < 0.5
+        flip = (rng.random(total) < 0.5)[positions]
         out[flip] = out[flip, :, ::-1]
     if "shift" in names:
-        out = _shift(out, rng)
+        out = _shift(out, rng, positions, total)
     if "cutout" in names:
-        _cutout(out, rng)
+        _cutout(out, rng, where)
     heavy = [n for n in names if n not in ("hflip", "shift", "cutout")]
     if heavy:
         h, w = out.shape[1:3]
-        for i in range(len(out)):
-            img = out[i]
+        for i in range(total):
+            j = where[i]
+            img = out[j] if j >= 0 else None  # another rank's row: the draws only
             if "blur" in heavy and rng.random() < 0.2:
-                img = perturb.blur(img, rng.uniform(0.2, 1.5))
+                sigma = rng.uniform(0.2, 1.5)
+                img = None if img is None else perturb.blur(img, sigma)
             if "resize" in heavy and rng.random() < 0.2:
-                img = _fit(perturb.downscale(img, rng.uniform(0.5, 0.95)), h, w)
+                factor = rng.uniform(0.5, 0.95)
+                img = None if img is None else _fit(perturb.downscale(img, factor), h, w)
             if "jpeg" in heavy and rng.random() < 0.5:
-                img = perturb.jpeg(img, int(rng.integers(50, 96)))
+                quality = int(rng.integers(50, 96))
+                img = None if img is None else perturb.jpeg(img, quality)
             if "noise" in heavy and rng.random() < 0.1:
-                img = perturb.noise(img, rng.uniform(1, 4), int(rng.integers(1 << 31)))
-            out[i] = img
+                sigma, seed = rng.uniform(1, 4), int(rng.integers(1 << 31))
+                img = None if img is None else perturb.noise(img, sigma, seed)
+            if img is not None:
+                out[j] = img
     return out
 
 
-def _shift(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _shift(batch: np.ndarray, rng: np.random.Generator, positions: np.ndarray, total: int) -> np.ndarray:
     """Translate each image by up to 1/8 of its side, filling with its reflection: pixels are only moved."""
-    n, h, w = batch.shape[:3]
+    h, w = batch.shape[1:3]
     m = max(1, min(h, w) // 8)
-    dy, dx = rng.integers(-m, m + 1, n), rng.integers(-m, m + 1, n)
+    dy, dx = rng.integers(-m, m + 1, total)[positions], rng.integers(-m, m + 1, total)[positions]
     # Negated offsets give exactly the crops of a reflect-padded batch this used to cut: seeded runs repeat.
-    return np.stack([shift_views(batch[i:i + 1], -int(dx[i]), -int(dy[i]))[0] for i in range(n)])
+    return np.stack([shift_views(batch[i:i + 1], -int(dx[i]), -int(dy[i]))[0] for i in range(len(batch))])
 
 
-def _cutout(batch: np.ndarray, rng: np.random.Generator) -> None:
+def _cutout(batch: np.ndarray, rng: np.random.Generator, where: np.ndarray) -> None:
     """Blank one random square (1/4 to 3/8 of the side) in half of the images with the image's mean colour."""
-    n, h, w = batch.shape[:3]
-    for i in np.flatnonzero(rng.random(n) < 0.5):
+    h, w = batch.shape[1:3]
+    for i in np.flatnonzero(rng.random(len(where)) < 0.5):
         side = int(rng.integers(max(1, min(h, w) // 4), max(2, 3 * min(h, w) // 8) + 1))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        batch[i, y:y + side, x:x + side] = batch[i].reshape(-1, batch.shape[3]).mean(0).astype(batch.dtype)
+        j = where[i]
+        if j >= 0:
+            batch[j, y:y + side, x:x + side] = batch[j].reshape(-1, batch.shape[3]).mean(0).astype(batch.dtype)
 
 
 def _fit(img: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -1,8 +1,9 @@
 "use strict";
-// The realjudge page: send each image to v1/detect, then ask v1/explain for its heat map.
+// The realjudge page: send each image to v1/detect, then ask v1/explain for its heat map; or, with
+// "score on this device" on, score it in the browser (local.js) without uploading it.
 // URLs are relative so the page also works under a reverse proxy's sub-path.
 
-const state = { models: {}, limits: null };
+const state = { models: {}, limits: null, routing: null };
 const PARALLEL = 2;          // requests in flight from this page: the server's queue is shared
 const MAX_RETRIES = 5;       // on 503, following Retry-After
 
@@ -173,7 +174,39 @@ function newCard(file) {
   return card;
 }
 
+function onDevice() { return $("#on-device").checked; }
+
+const ON_DEVICE = "scored on this device; the image was not uploaded";
+
+// The same card as the server path, from a record made in this browser; nothing is sent anywhere.
+async function judgeOnDevice(file, card) {
+  let record;
+  try {
+    record = await RealjudgeLocal.score(file, $("#model").value, state.routing, state.limits && state.limits.max_pixels);
+  } catch (err) {
+    record = { error: `could not score on this device: ${err.message}` };
+  }
+  card.classList.add("on-device");
+  card.dataset.scoredOn = "device";
+  const note = document.createElement("p");
+  note.className = "on-device-note";
+  note.textContent = record.error ? "not scored; the image was not uploaded" : ON_DEVICE;
+  $(".verdict-row", card).after(note);
+  if (!showRecord(card, record)) return;
+  card.dataset.pFake = String(record.p_fake);
+  card.dataset.verdict = record.verdict;
+  card.dataset.model = record.model;
+  for (const w of record.warnings || []) addDetail(card, "warning", w);
+  const t = record.device_timings;
+  addDetail(card, "time", `decode ${fmt(t.decode_ms, 1)} ms, model ${fmt(t.model_ms, 1)} ms (${t.views} views), on this device`);
+  addDetail(card, "provenance", "not read: the file's metadata is read on the server, and this image stayed here");
+  addDetail(card, "heat map", "none: explanations run on the server, and this image stayed here");
+  $(".heat", card).hidden = true;
+  card.classList.add("no-heat");
+}
+
 async function judge(file, card) {
+  if (onDevice()) { await judgeOnDevice(file, card); return; }
   const resp = await post(`v1/detect?${query({})}`, file,
     (s) => { $(".verdict", card).textContent = `server busy, retrying in ${s} s`; });
   let record;
@@ -268,6 +301,7 @@ function renderMarkdown(md) {
 
 function describeModels(body) {
   state.limits = body.limits;
+  state.routing = body.routing;
   const select = $("#model");
   const auto = document.createElement("option");
   auto.value = "";
@@ -290,7 +324,7 @@ function describeModels(body) {
   $("#routing").textContent = body.routing.rule;
   const l = body.limits;
   $("#limits").textContent = `Up to ${(l.max_upload_bytes / 1048576).toFixed(0)} MiB and ` +
-    `${(l.max_pixels / 1e6).toFixed(0)} megapixels per image. Images are scored in memory and never stored.`;
+    `${(l.max_pixels / 1e6).toFixed(0)} megapixels per image.`;
 }
 
 function wire() {
@@ -299,6 +333,21 @@ function wire() {
   $("#choose").addEventListener("click", () => input.click());
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
   input.addEventListener("change", () => { judgeAll(input.files); input.value = ""; });
+  const local = $("#on-device");
+  local.addEventListener("change", () => {
+    $("#drop").classList.toggle("on-device", local.checked);
+    $("#privacy").textContent = local.checked
+      ? "Scored in this browser: images are not uploaded. Only the model is downloaded (once)."
+      : "Images are scored in memory and never stored.";
+    if (local.checked) {
+      setStatus("Loading the model for this device...");
+      RealjudgeLocal.warm(Object.keys(state.models))
+        .then(() => setStatus("Ready: images are scored on this device."))
+        .catch((err) => setStatus(`Scoring on this device is unavailable: ${err.message}`));
+    } else {
+      setStatus("");
+    }
+  });
   for (const type of ["dragenter", "dragover"]) {
     drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("over"); });
   }
