@@ -47,6 +47,41 @@ def write_section(file: str | Path, key: str, body: str, title: str = RESULTS_TI
     return path
 
 
+def cifake_like_jpegs(n: int, seed: int = 0) -> list[bytes]:
+    """32x32 JPEGs with smooth content and sensor-like noise: the size and format of CIFAKE files.
+
+    Their verdicts do not matter here; only what it costs to receive, decode and score them.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:32, 0:32] / 32.0
+    out = []
+    for _ in range(n):
+        base = np.stack([np.sin(x * rng.uniform(1, 6) + rng.uniform(0, 6)), np.cos(y * rng.uniform(1, 6)),
+                         np.sin((x + y) * rng.uniform(1, 4))], -1)
+        img = np.clip(127 + 100 * base + rng.normal(0, 6, (32, 32, 3)), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=int(rng.integers(75, 96)))
+        out.append(buf.getvalue())
+    return out
+
+
+def stop_server(server, timeout: float = 30) -> int:
+    """Stop a `realjudge serve` subprocess: SIGTERM, then SIGKILL after `timeout` s; its exit code."""
+    import subprocess
+
+    server.terminate()
+    try:
+        return server.wait(timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return server.wait()
+
+
 # ---------------------------------------------------------------------------------------- store
 def save_json(out: Path, name: str, data) -> None:
     """The JSON file a report script keeps one step's measurements in (one file a step, under its run folder)."""

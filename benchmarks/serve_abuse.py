@@ -46,9 +46,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-from serve_load import cifake_like_jpegs  # noqa: E402
+from _common import ROOT, cifake_like_jpegs, stop_server
 
 HOST = "127.0.0.1"
 TARGET_503_P99_MS = 100.0
@@ -676,13 +674,7 @@ def main(argv: list[str] | None = None) -> None:
                 result.update(asyncio.run(runner(args, port, server)) if step == "abcd"
                               else {"e_memory": asyncio.run(runner(args, port, server))})
             finally:
-                server.terminate()
-                try:
-                    server.wait(30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
-            codes.append(server.returncode)
+                codes.append(stop_server(server, 30))
             log.seek(0)
             text += log.read()
     result = {"date": dt.date.today().isoformat(), "command": "python benchmarks/serve_abuse.py " + " ".join(argv or sys.argv[1:]),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import io
 import json
 import os
 import platform
@@ -26,30 +25,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from _common import ROOT, section_block, write_section
+from _common import ROOT, cifake_like_jpegs, section_block, stop_server, write_section
 
 SECTION = "serve-load"
 TARGET_P99_MS = 1000.0
-
-
-def cifake_like_jpegs(n: int, seed: int = 0) -> list[bytes]:
-    """32x32 JPEGs with smooth content and sensor-like noise: the size and format of CIFAKE files.
-
-    Their verdicts do not matter here; only what it costs to receive, decode and score them.
-    """
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:32, 0:32] / 32.0
-    out = []
-    for _ in range(n):
-        base = np.stack([np.sin(x * rng.uniform(1, 6) + rng.uniform(0, 6)), np.cos(y * rng.uniform(1, 6)),
-                         np.sin((x + y) * rng.uniform(1, 4))], -1)
-        img = np.clip(127 + 100 * base + rng.normal(0, 6, (32, 32, 3)), 0, 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "JPEG", quality=int(rng.integers(75, 96)))
-        out.append(buf.getvalue())
-    return out
 
 
 def free_port() -> int:
@@ -125,11 +105,7 @@ async def run(args) -> tuple[dict, dict]:
             await hammer(client, url, images, args.clients, args.warmup)
             result = await hammer(client, url, images, args.clients, args.seconds)
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server, 20)
     return result, models
 
 

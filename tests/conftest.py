@@ -40,15 +40,19 @@ def save(arr: np.ndarray, path: Path, fmt: str = "PNG") -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_flat(tmp_path_factory) -> Path:
-    """real/ + fake/ with 48 PNGs each."""
-    root = tmp_path_factory.mktemp("flat")
-    reals, fakes = make_images(48)
+def write_flat(root: Path, n: int, seed: int = 0) -> Path:
+    """root/real/r{i}.png and root/fake/f{i}.png, `n` of each (`make_images`)."""
+    reals, fakes = make_images(n, seed=seed)
     for i, (r, f) in enumerate(zip(reals, fakes)):
         save(r, root / "real" / f"r{i}.png")
         save(f, root / "fake" / f"f{i}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_flat(tmp_path_factory) -> Path:
+    """real/ + fake/ with 48 PNGs each."""
+    return write_flat(tmp_path_factory.mktemp("flat"), 48)
 
 
 @pytest.fixture(scope="session")

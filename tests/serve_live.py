@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Iterator
 
+import torch
+
 
 @contextlib.contextmanager
 def live_server(app, start_timeout: float = 60.0, limits=None, max_connections: int | None = 256) -> Iterator[str]:
@@ -37,3 +39,21 @@ def live_server(app, start_timeout: float = 60.0, limits=None, max_connections: 
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+class Held(torch.nn.Module):
+    """Wraps a network for tests that need the gate full: once armed (after the server's warm-up),
+    every forward pass waits until the test releases it."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.armed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def forward(self, x):
+        if self.armed:
+            self.entered.set()
+            self.release.wait(30)
+        return self.inner(x)

@@ -47,14 +47,9 @@ def _assert_same_run(run: Path, ref: Path) -> None:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """real/ + fake/, 96 32x32 PNGs each (72 + 72 for training)."""
-    from conftest import make_images, save
+    from conftest import write_flat
 
-    root = tmp_path_factory.mktemp("crashdata")
-    reals, fakes = make_images(96, seed=4)
-    for i, (r, f) in enumerate(zip(reals, fakes)):
-        save(r, root / "real" / f"r{i}.png")
-        save(f, root / "fake" / f"f{i}.png")
-    return root
+    return write_flat(tmp_path_factory.mktemp("crashdata"), 96, seed=4)
 
 
 def _read_bars(stream, bars: list) -> None:

@@ -48,14 +48,9 @@ JOB_ENDS_WITHIN_S = 30  # after a SIGKILL of one rank (measured: 1.5-3 s on a lo
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """real/ + fake/, 48 32x32 PNGs each (72 for training, 24 for validation)."""
-    from conftest import make_images, save
+    from conftest import write_flat
 
-    root = tmp_path_factory.mktemp("ddpdata")
-    reals, fakes = make_images(48, seed=2)
-    for i, (r, f) in enumerate(zip(reals, fakes)):
-        save(r, root / "real" / f"r{i}.png")
-        save(f, root / "fake" / f"f{i}.png")
-    return root
+    return write_flat(tmp_path_factory.mktemp("ddpdata"), 48, seed=2)
 
 
 @pytest.fixture(scope="module")

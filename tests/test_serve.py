@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,6 +21,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from conftest import make_images, png_header_only  # noqa: E402
+from serve_live import Held  # noqa: E402
 from realjudge.detector import Detector  # noqa: E402
 from realjudge.router import Router  # noqa: E402
 from realjudge.serve.app import create_app  # noqa: E402
@@ -258,23 +258,6 @@ def test_concurrent_detect_and_explain(router, images):
 
 
 # --------------------------------------------------------------------------- load limits
-class Held(torch.nn.Module):
-    """Wraps a network; once armed, every forward pass waits until the test releases it."""
-
-    def __init__(self, inner: torch.nn.Module):
-        super().__init__()
-        self.inner = inner
-        self.armed = False
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def forward(self, x):
-        if self.armed:
-            self.entered.set()
-            self.release.wait(30)
-        return self.inner(x)
-
-
 @pytest.fixture
 def held(router):
     det = router.detectors["tiny"]

@@ -24,7 +24,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 
 from conftest import make_images  # noqa: E402
-from serve_live import live_server  # noqa: E402
+from serve_live import Held, live_server  # noqa: E402
 
 from realjudge.detector import Detector  # noqa: E402
 from realjudge.router import Router  # noqa: E402
@@ -33,24 +33,6 @@ from realjudge.serve.limits import Limits  # noqa: E402
 from realjudge.serve.scoring import SharedLock, load_models  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-class Held(torch.nn.Module):
-    """Wraps a network; once armed (after the server's warm-up), every forward pass waits until the
-    test releases it."""
-
-    def __init__(self, inner: torch.nn.Module):
-        super().__init__()
-        self.inner = inner
-        self.armed = False
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def forward(self, x):
-        if self.armed:
-            self.entered.set()
-            self.release.wait(30)
-        return self.inner(x)
 
 
 @pytest.fixture(scope="module")

@@ -50,8 +50,8 @@ def prepare(obj: Any, name: str | None, router, max_pixels: int = DEFAULT_MAX_PI
     the record is named as the decoder names the input (its path, `<bytes>`, `<array>`...)."""
     if isinstance(obj, DecodeError):
         return Prepared(name or obj.name, None, error=str(obj))
-    if name is None and isinstance(obj, (str, os.PathLike)) or hasattr(obj, "locator"):
-        name = name or input_name(obj, 0)
+    if name is None and (isinstance(obj, (str, os.PathLike)) or hasattr(obj, "locator")):
+        name = input_name(obj, 0)
     t0 = time.perf_counter()
     try:
         # The file is read once: the same bytes feed the decoder and the provenance readers.

@@ -239,10 +239,16 @@ class _Archive(Container):
         self.budget.refund(label)
         self.problems = []
         self._nested: OrderedDict[str, Container] = OrderedDict()
+        self._members: dict = {}  # name -> the archive's own entry (ZipInfo, TarInfo), set by the subclass
         self._sorted: list[str] | None = None
 
     def _has(self, name: str) -> bool:
-        raise NotImplementedError
+        return name in self._members
+
+    def names(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self._members)
+        return self._sorted
 
     def locator(self, name: str) -> str:
         return f"{self.root}::{name}"
@@ -330,18 +336,10 @@ class ZipContainer(_Archive):
             raise SourceError(f"{self.root}: not a readable zip archive ({_why(err)})") from None
         files = [i for i in infos if not i.filename.endswith("/")]  # ZipInfo.is_dir() fails on an empty name
         self.budget.spend(self.root, len(infos), sum(i.file_size for i in files))
-        self._infos = {i.filename: i for i in files}
-
-    def _has(self, name: str) -> bool:
-        return name in self._infos
-
-    def names(self) -> list[str]:
-        if self._sorted is None:
-            self._sorted = sorted(self._infos)
-        return self._sorted
+        self._members = {i.filename: i for i in files}
 
     def _read_member(self, name: str, label: str) -> bytes:
-        info = self._infos[name]
+        info = self._members[name]
         if info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16):
             raise DecodeError(label, "symbolic link member: links in archives are not followed")
         why = self._too_large(info.file_size)
@@ -423,7 +421,6 @@ class TarContainer(_Archive):
         self._src = path
         self._blobs: dict[str, bytes | DecodeError] | None = None
         self._plain: tarfile.TarFile | None = None
-        self._entries: dict[str, tarfile.TarInfo] = {}
         members = total = 0
         try:
             with self._open() as tf:
@@ -448,7 +445,7 @@ class TarContainer(_Archive):
                         total += max(m.size, 0)  # a negative (base-256) size refunds nothing
                         if total > self.budget.bytes:
                             self.budget.spend(self.root, members, total)  # raises: over the byte limit
-                    self._entries[_clean_member(m.name)] = m
+                    self._members[_clean_member(m.name)] = m
                 self.compressed = self._is_compressed
         except LimitExceeded:
             raise
@@ -485,14 +482,6 @@ class TarContainer(_Archive):
         tf._extfileobj = False  # closing the TarFile closes our streams (and the file we opened)
         return tf
 
-    def _has(self, name: str) -> bool:
-        return name in self._entries
-
-    def names(self) -> list[str]:
-        if self._sorted is None:
-            self._sorted = sorted(self._entries)
-        return self._sorted
-
     def _refusal(self, m: tarfile.TarInfo) -> str | None:
         if m.issym():
             return f"symbolic link member (to {one_line(m.linkname)!r}): links in archives are not followed"
@@ -519,7 +508,7 @@ class TarContainer(_Archive):
             raise DecodeError(label, f"cannot read archive member ({_why(err)})") from None
 
     def _read_member(self, name: str, label: str) -> bytes:
-        m = self._entries[name]
+        m = self._members[name]
         if not self.compressed:
             if self._plain is None:
                 try:
@@ -529,7 +518,7 @@ class TarContainer(_Archive):
             return self._extract(self._plain, m, label)
         if self._blobs is None:
             self._blobs = {}
-            wanted = {n for n in self._entries if _worth_keeping(n)} | {name}
+            wanted = {n for n in self._members if _worth_keeping(n)} | {name}
             for n, blob in self._stream(wanted):
                 self._blobs[n] = blob
         blob = self._blobs.get(name)
@@ -548,7 +537,7 @@ class TarContainer(_Archive):
                     if m is None:
                         break
                     name = _clean_member(m.name)
-                    listed = self._entries.get(name)
+                    listed = self._members.get(name)
                     if name not in wanted or listed is None or listed.offset != m.offset:
                         continue
                     wanted.discard(name)
