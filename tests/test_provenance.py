@@ -581,3 +581,36 @@ def test_page_shows_provenance_as_labelled_evidence(tiny_bundle, tmp_path):
             assert errors == []
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "TIFF", "PNG"])
+def test_the_decoders_header_gives_the_findings_a_second_parse_gives(fmt):
+    """Detection hands provenance the header blocks the decoder parsed; the findings must be those of
+    reading the bytes alone."""
+    import io as _io
+
+    from PIL import Image as _Image
+
+    from realjudge.data.decode import decode_bytes
+    from realjudge.provenance import read
+
+    exif = _Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0131] = "Canon", "Canon EOS R5", "Adobe Photoshop 25.0"
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+           b'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"/>'
+           b'</rdf:RDF></x:xmpmeta>')
+    buf = _io.BytesIO()
+    img = _Image.fromarray(np.full((16, 16, 3), 120, np.uint8))
+    kwargs = {"exif": exif.tobytes()}
+    if fmt in ("JPEG", "WEBP", "PNG"):
+        kwargs["xmp"] = xmp
+    else:
+        kwargs["tiffinfo"] = {700: xmp}
+    img.save(buf, fmt, **kwargs)
+    data = buf.getvalue()
+    decoded = decode_bytes(data)
+    assert decoded.header is not None and decoded.header["format"] == fmt
+    alone = [f.to_dict() for f in read(data, decoded.pixels)]
+    shared = [f.to_dict() for f in read(data, decoded.pixels, header=decoded.header)]
+    assert shared == alone and alone  # the same findings, and there are some (TIFF keeps no separate EXIF block)

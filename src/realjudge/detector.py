@@ -37,10 +37,15 @@ class Detector:
         self.threshold = self.calibration.threshold if threshold is None else check_threshold(threshold)
         self.onnx = onnx  # an onnx_bundle.OnnxModel: the model step runs in ONNX Runtime
         self.runtime_note = runtime_note  # why `runtime="auto"` chose what it chose ("" otherwise)
+        # The torch step's network: `model` with batch norm folded into the convolutions, made at the
+        # first batch (models.folding). `model` itself stays as trained, for explanations.
+        self._folded = None
 
     def with_threshold(self, threshold: float) -> "Detector":
         """The same model, runtime and calibration, deciding at another threshold."""
-        return Detector(self.model, self.info, self.device, threshold, self.onnx, self.runtime_note)
+        det = Detector(self.model, self.info, self.device, threshold, self.onnx, self.runtime_note)
+        det._folded = self._folded
+        return det
 
     @property
     def name(self) -> str:
@@ -63,8 +68,13 @@ class Detector:
             return self.onnx(self.policy.normalise(batch).numpy())
         import torch
 
+        x = self.policy.model_input(batch, self.device)
+        if self._folded is None:
+            from .models.folding import fold_batchnorm
+
+            self._folded = fold_batchnorm(self.model, x)
         with torch.inference_mode():
-            return self.model(self.policy.model_input(batch, self.device)).float().cpu().numpy()
+            return self._folded(x).float().cpu().numpy()
 
     def predict(self, inputs: Any, names: list[str] | None = None, threshold: float | None = None,
                 batch_size: int = 256, verdict: str = "pixels", provenance: bool = True) -> Record | list[Record]:

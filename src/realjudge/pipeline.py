@@ -68,7 +68,8 @@ def prepare(obj: Any, name: str | None, router, max_pixels: int = DEFAULT_MAX_PI
     t1 = time.perf_counter()
     # Pixels handed in as a PIL image or an array carry no file, so there is no provenance to read.
     has_file = isinstance(data, (bytes, bytearray, memoryview))
-    findings = [f.to_dict() for f in read_provenance(bytes(data), decoded.pixels)] if provenance and has_file else None
+    findings = ([f.to_dict() for f in read_provenance(bytes(data), decoded.pixels, header=decoded.header)]
+                if provenance and has_file else None)
     t2 = time.perf_counter()
     h, w = decoded.pixels.shape[:2]
     model = router.route(w, h)

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from ..errors import DecodeError, UsageError
+from ..provenance.container import pillow_header
 
 # Truncated files are errors, never silently grey-filled: a half image would get a verdict it did not earn.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -103,6 +104,9 @@ class Decoded:
     pixels: np.ndarray
     name: str
     facts: dict[str, Any] = field(default_factory=dict)
+    # The metadata blocks of the file's header as Pillow parsed them (provenance.container.pillow_header);
+    # None for pixels that came without a file.
+    header: dict | None = None
 
 
 # IJG standard luminance table (JPEG Annex K), in natural order; used to estimate the quality factor.
@@ -171,7 +175,8 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def _from_pil(im: Image.Image, name: str, max_pixels: int, facts: dict[str, Any]) -> Decoded:
+def _from_pil(im: Image.Image, name: str, max_pixels: int, facts: dict[str, Any], from_file: bool = False) -> Decoded:
+    header = pillow_header(im) if from_file else None  # before loading: the header's own blocks
     w, h = im.size
     facts.update(format=im.format or facts.get("format"), width=w, height=h, mode=im.mode)
     if w * h > max_pixels:
@@ -195,7 +200,7 @@ def _from_pil(im: Image.Image, name: str, max_pixels: int, facts: dict[str, Any]
         raise DecodeError(name, _reason(err)) from None
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise DecodeError(name, f"unexpected pixel layout {pixels.shape}")
-    return Decoded(np.ascontiguousarray(pixels), name, facts)
+    return Decoded(np.ascontiguousarray(pixels), name, facts, header)
 
 
 def _reason(err: BaseException) -> str:
@@ -219,7 +224,7 @@ def decode_bytes(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_M
             # reach stderr as Python warnings: the file either decodes or becomes a one-line DecodeError.
             warnings.simplefilter("ignore")
             im = Image.open(io.BytesIO(data), formats=_open_formats())
-            return _from_pil(im, name, max_pixels, facts)
+            return _from_pil(im, name, max_pixels, facts, from_file=True)
     except DecodeError:
         raise
     except Image.DecompressionBombError:

@@ -21,14 +21,16 @@ import numpy as np
 from .findings import DECIDING, SAYS, STRENGTHS, TIME_BUDGET_S, VERDICTS, Finding, failure  # noqa: F401
 
 
-def read(data: bytes, pixels: np.ndarray | None = None, time_budget: float = TIME_BUDGET_S) -> list[Finding]:
-    """Every finding in the file's bytes (and, for the watermark, its decoded RGB pixels)."""
+def read(data: bytes, pixels: np.ndarray | None = None, time_budget: float = TIME_BUDGET_S,
+         header: dict | None = None) -> list[Finding]:
+    """Every finding in the file's bytes (and, for the watermark, its decoded RGB pixels); `header`: the
+    decoder's `Decoded.header` of the same bytes (`container.pillow_header`), when there is one."""
     from . import c2pa_manifest, container, exif, png_chunks, watermark, xmp
 
     deadline = time.monotonic() + time_budget
     findings: list[Finding] = []
     try:
-        meta = container.collect(data)
+        meta = container.collect(data, header)
     except Exception as err:  # the container walk is ours and bounded; this guards the unforeseen
         return [failure("container", f"cannot walk the file structure ({type(err).__name__}: {err})")]
     findings += meta.problems

@@ -47,11 +47,15 @@ class Metadata:
     problems: list[Finding] = field(default_factory=list)
 
 
-def collect(data: bytes) -> Metadata:
+def collect(data: bytes, header: dict | None = None) -> Metadata:
+    """Where the metadata sits in `data`; `header` (`pillow_header` of the same bytes, as the decoder
+    kept it) saves parsing a non-PNG header again."""
     meta = Metadata(c2pa_marker=b"c2pa" in data)  # every C2PA manifest store is a JUMBF box labelled `c2pa`
     if data.startswith(PNG_SIGNATURE):
         meta.format = "PNG"
         _walk_png(data, meta)
+    elif header is not None:
+        _from_header(header, meta)
     else:
         _from_pillow(data, meta)
     return meta
@@ -138,16 +142,27 @@ def _too_big(meta: Metadata, signal: str, size: int, limit: int) -> None:
     return None
 
 
+def pillow_header(im: Image.Image) -> dict:
+    """The metadata blocks Pillow parsed from an opened image's header (before any pixel is decoded):
+    what `collect` reads for every format but PNG. The decoder keeps it, so that provenance does not
+    parse the header a second time."""
+    xmp = im.info.get("xmp") or (im.tag_v2.get(700) if hasattr(im, "tag_v2") else None)
+    return {"format": im.format, "xmp": xmp, "exif": im.info.get("exif")}
+
+
 def _from_pillow(data: bytes, meta: Metadata) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))  # header and metadata segments only; no pixels
-            meta.format = im.format
-            info = im.info
+            header = pillow_header(Image.open(io.BytesIO(data)))  # header and metadata segments only; no pixels
     except Exception:
         return  # not an image Pillow knows: decode() reports that, provenance has nothing to add
-    xmp = info.get("xmp") or (im.tag_v2.get(700) if hasattr(im, "tag_v2") else None)
+    _from_header(header, meta)
+
+
+def _from_header(header: dict, meta: Metadata) -> None:
+    meta.format = header.get("format")
+    xmp = header.get("xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
     if isinstance(xmp, (bytes, bytearray)):
@@ -155,6 +170,6 @@ def _from_pillow(data: bytes, meta: Metadata) -> None:
             _too_big(meta, "xmp", len(xmp), MAX_XMP_BYTES)
         else:
             meta.xmp.append(bytes(xmp))
-    exif = info.get("exif")
+    exif = header.get("exif")
     if isinstance(exif, (bytes, bytearray)):
         meta.exif = bytes(exif) if len(exif) <= MAX_EXIF_BYTES else _too_big(meta, "exif", len(exif), MAX_EXIF_BYTES)

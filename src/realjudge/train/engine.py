@@ -99,6 +99,7 @@ class Trainer:
             with distributed.main_first(self.dist):  # rank 0 decodes into the cache, the others read it
                 split = load_split(cfg, self.policy, self.progress)
         self.split = split
+        self.soft = self._soft_targets(split) if cfg.distill_from else None
         model, opt = self._build()
         if cfg.init_from and not resuming:
             model.load_state_dict(initial_weights(cfg.init_from, cfg.arch))
@@ -181,14 +182,54 @@ class Trainer:
             batch = augment_batch(pixels[rows], cfg.augment, rng)
         x = self._tensor(batch)
         y = torch.from_numpy(labels[rows[mine]]).float().to(self.device)
+        target = y if self.soft is None else torch.from_numpy(self.soft[rows[mine]]).to(self.device)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss, logits = step(x, y)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            loss, logits = step(x, target)
+        loss, logits = loss.float(), logits.float()
         opt.zero_grad(set_to_none=True)
         weight = distributed.loss_weight(self.dist, len(mine), len(rows))
         (loss if weight == 1.0 else loss * weight).backward()
         opt.step()
         return loss, logits, y
+
+    def _soft_targets(self, split: Split) -> np.ndarray:
+        """The distillation targets of the training images, in their order: labels blended with the
+        teachers' averaged logits. The logits are kept in the run folder (`teacher_logits.safetensors`,
+        keyed by the images' ids), so a resumed run does not score the training set again."""
+        import hashlib
+
+        import torch
+        from safetensors import safe_open
+
+        from ..bundle import load_bundle
+
+        cfg = self.cfg
+        path = self.run_dir / "teacher_logits.safetensors"
+        key = hashlib.sha256("\n".join([*cfg.distill_from, *split.train.ids]).encode()).hexdigest()
+        logits = None
+        if path.exists():
+            with safe_open(path, "pt") as f:
+                if (f.metadata() or {}).get("key") == key:
+                    logits = f.get_tensor("logits").numpy()
+        if logits is None:
+            total = np.zeros(len(split.train.labels), np.float64)
+            for teacher in cfg.distill_from:
+                model, info = load_bundle(teacher, str(self.device))
+                if (info.policy.kind, info.policy.size) != (self.policy.kind, self.policy.size):
+                    raise UsageError(f"distill_from: {teacher} reads {info.policy.kind} {info.policy.size} px views, "
+                                     f"the student {self.policy.kind} {self.policy.size} px")
+                # Soft targets tolerate bfloat16's rounding (~0.1 in a logit); the run's precision applies.
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    total += predict_logits(model.to(memory_format=torch.channels_last), info.policy,
+                                            split.train.pixels, self.device)
+            logits = (total / len(cfg.distill_from)).astype(np.float32)
+            if self.dist.main:
+                save_tensors(path, {"logits": torch.from_numpy(logits)}, {"key": key})
+        teacher = 1 / (1 + np.exp(-logits / cfg.distill_temperature))
+        w = cfg.distill_weight
+        return ((1 - w) * split.train.labels + w * teacher).astype(np.float32)
 
     def _end_epoch(self, epoch, model, opt, ema, history, best_score, bad_epochs, train_loss, train_accuracy, t0):
         """Rank 0's end of an epoch: validation (of the average when there is one), history, best

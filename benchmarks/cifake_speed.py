@@ -1,0 +1,248 @@
+"""CIFAKE detectors: validation accuracy against `realjudge detect` throughput, in one run on one machine.
+
+The folder: 20,000 32x32 CIFAKE JPEGs written as they are, all 10,034 validation images of the
+shipped detectors' split (sha256 of bytes, fraction 0.1) and 9,966 training images. For every
+candidate (a bundle and a runtime) the script runs
+
+    realjudge detect FOLDER --model M --runtime R --format jsonl --no-progress
+
+as a user would, and measures its wall time, start-up included. Its accuracy is read from the
+records that command printed, on the validation images alone: fake when p_fake >= the bundle's
+threshold, which was chosen on that same validation split (there is no CIFAKE test split here).
+
+In the same run:
+- decode floor: what `detect` does to an image besides the model (read, decode, provenance, the
+  input policy's views: `realjudge.pipeline.prepare`), in this one process;
+- model floor: each candidate's model step alone (`Detector.logits`) on the already-decoded views;
+- start-up: `realjudge detect` on one file;
+- the trivial sharpness score (mean |Laplacian|, no training; its threshold fitted on the folder's
+  training images), in the library: a detector that only learned "smoother means fake" scores this.
+
+    python benchmarks/cifake_speed.py [--n 20000] [--bundle LABEL=PATH ...] [--no-docs]
+
+Writes docs/cifake/speed.json, docs/img/cifake_speed.png, and the `cifake-speed` sections of
+docs/CIFAKE.md and docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import DOCS, SHARED_DATA, best_of, write_section
+
+DATA = SHARED_DATA / "cifake-train.tar.gz"
+TARGET_IPS = 1000
+SHIPPED = (("cifake", "cifake"), ("cifake-accurate", "cifake-accurate"))
+
+
+def build_folder(out: Path, n: int, val_fraction: float = 0.1) -> dict[str, int]:
+    """Every validation image of the split, then training images up to `n` files; {locator: label} of
+    the validation images (1 = fake)."""
+    from realjudge.data.samples import is_validation
+
+    labels, n_train = {}, 0
+    with tarfile.open(DATA, "r:gz") as tf:
+        for m in tf:
+            if not m.isfile() or m.name.split("/")[-2] not in ("REAL", "FAKE"):
+                continue
+            cls = m.name.split("/")[-2]
+            data = tf.extractfile(m).read()
+            val = is_validation(hashlib.sha256(data).hexdigest(), val_fraction)
+            if not val:
+                n_train += 1
+                if n_train > n - 10_034:
+                    continue
+            dest = out / ("val" if val else "train") / cls / Path(m.name).name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+            if val:
+                labels[str(dest)] = int(cls == "FAKE")
+    return labels
+
+
+def run_detect(folder: Path, model: str, runtime: str) -> tuple[float, list[dict]]:
+    cmd = [sys.executable, "-m", "realjudge", "detect", str(folder), "--model", model, "--runtime", runtime,
+           "--format", "jsonl", "--no-progress"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+    return seconds, [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def accuracy(records: list[dict], labels: dict[str, int]) -> dict:
+    from realjudge.metrics import binary_metrics
+
+    rows = [(labels[r["path"]], r["p_fake"]) for r in records if r["path"] in labels]
+    if len(rows) != len(labels) or any(p is None for _, p in rows):
+        raise SystemExit(f"{len(rows)} scored validation records for {len(labels)} validation images")
+    y = np.array([a for a, _ in rows])
+    p = np.array([b for _, b in rows])
+    t = records[0]["threshold"]
+    m = binary_metrics(y, p, t)
+    uncertain = np.mean([r["verdict"] == "uncertain" for r in records if r["path"] in labels])
+    return {"accuracy": m["accuracy"], "roc_auc": m["roc_auc"], "threshold": t, "uncertain_share": float(uncertain),
+            "errors": int(round((1 - m["accuracy"]) * len(y))), "n_val": len(y)}
+
+
+def model_floor(det, views: np.ndarray, repeats: int) -> float:
+    det.logits(views[:256])  # warm-up: the first batch folds batch norm, ONNX Runtime plans its kernels
+    t = best_of(repeats, lambda: [det.logits(views[i:i + 256]) for i in range(0, len(views), 256)])
+    return t
+
+
+def sharpness_row(samples, labels: dict[str, int]) -> dict:
+    """Mean |Laplacian| as a fake score (smoother = faker); threshold of best accuracy on the training images."""
+    from realjudge.data.decode import decode_bytes
+    from realjudge.metrics import binary_metrics
+    from realjudge.sharpness import mean_abs_laplacian
+
+    t = time.perf_counter()
+    score = {s.locator: -mean_abs_laplacian(decode_bytes(Path(s.locator).read_bytes(), s.locator).pixels)
+             for s in samples}
+    seconds = time.perf_counter() - t
+    train = [(s.label, score[s.locator]) for s in samples if s.locator not in labels]
+    ts, ys = np.array([b for _, b in train]), np.array([a for a, _ in train])
+    cands = np.unique(ts)
+    best = max(cands, key=lambda c: np.mean((ts >= c) == ys))
+    val = np.array([score[k] for k in labels])
+    yv = np.array(list(labels.values()))
+    m = binary_metrics(yv, val - best, 0.0)  # a shifted score: decisions at 0 are decisions at `best`
+    return {"accuracy": float(np.mean((val >= best) == yv)), "roc_auc": m["roc_auc"], "ips_library": len(samples) / seconds}
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        ax.scatter(r["detect_ips"], 100 * r["accuracy"], s=40)
+        ax.annotate(r["label"], (r["detect_ips"], 100 * r["accuracy"]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
+    ax.axvline(TARGET_IPS, ls="--", color="grey", lw=1)
+    ax.set(xscale="log", xlabel="realjudge detect, images/s end to end (log)", ylabel="validation accuracy (%)",
+           title="CIFAKE: accuracy against throughput (2 CPU cores)" if os.cpu_count() == 2 else
+           f"CIFAKE: accuracy against throughput ({os.cpu_count()} CPU cores)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--bundle", action="append", default=[], metavar="LABEL=PATH",
+                    help="another candidate bundle (e.g. a training run's bundle); repeatable")
+    ap.add_argument("--runtimes", default="torch,onnx")
+    ap.add_argument("--repeats", type=int, default=2, help="model floor: best of this many passes")
+    ap.add_argument("--no-docs", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+
+    import realjudge
+    from realjudge.data.inputs import expand_inputs
+    from realjudge.pipeline import prepare
+    from realjudge.router import Router
+    from realjudge.runtime import library_versions
+
+    candidates = list(SHIPPED) + [tuple(b.split("=", 1)) for b in args.bundle]
+    runtimes = args.runtimes.split(",")
+    load_avg = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "cifake20k"
+        labels = build_folder(folder, args.n)
+        samples, _ = expand_inputs([str(folder)])
+        assert len(samples) == args.n, len(samples)
+
+        start_seconds, _ = run_detect(Path(samples[0].locator), "cifake", "torch")
+        router = Router.single(realjudge.load("cifake", device="cpu"))
+        t = time.perf_counter()
+        prepared = [prepare(s, s.locator, router) for s in samples]
+        decode_ips = len(samples) / (time.perf_counter() - t)
+        views = np.concatenate([p.views for p in prepared])
+
+        rows = []
+        for label, model in candidates:
+            for runtime in runtimes:
+                det = realjudge.load(model, device="cpu", runtime=runtime)
+                n_views = len(det.policy.test_time_views(views[:1]))
+                all_views = np.concatenate([v for v in det.policy.test_time_views(views)]) if n_views > 1 else views
+                floor = len(samples) / model_floor(det, all_views, args.repeats)
+                seconds, records = run_detect(folder, model, runtime)
+                row = {"label": f"{label} ({runtime})", "bundle": label, "runtime": runtime, "arch": det.info.arch,
+                       "params": sum(p.numel() for p in det.model.parameters()), "views": n_views,
+                       "model_floor_ips": floor, "detect_seconds": seconds, "detect_ips": len(samples) / seconds}
+                row |= accuracy(records, labels)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        sharp = sharpness_row(samples, labels)
+
+    result = {"n": args.n, "n_val": len(labels), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+              "load_average_at_start": load_avg, "decode_floor_ips": decode_ips, "startup_seconds": start_seconds,
+              "candidates": rows, "sharpness": sharp, "versions": library_versions()}
+    print(json.dumps({k: v for k, v in result.items() if k != "candidates"}, indent=2, default=float))
+    if args.no_docs:
+        return
+    (DOCS / "cifake").mkdir(parents=True, exist_ok=True)
+    (DOCS / "cifake" / "speed.json").write_text(json.dumps(result, indent=2, default=float))
+    plot(rows, DOCS / "img" / "cifake_speed.png")
+    write_docs(result, args)
+
+
+def write_docs(result: dict, args) -> None:
+    rows = result["candidates"]
+    lines = ["| candidate | architecture | parameters | views | validation accuracy | errors | AUC | uncertain | "
+             "model floor (img/s) | `detect` (img/s) | `detect` / model floor |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| `{r['bundle']}` ({r['runtime']}) | {r['arch']} | {r['params']:,} | {r['views']} | "
+                     f"{100 * r['accuracy']:.2f}% | {r['errors']} | {r['roc_auc']:.4f} | {100 * r['uncertain_share']:.1f}% | "
+                     f"{r['model_floor_ips']:,.0f} | {r['detect_ips']:,.0f} | {r['detect_ips'] / r['model_floor_ips']:.2f} |")
+    s = result["sharpness"]
+    lines.append(f"| mean \\|Laplacian\\| (no training; library, no CLI) | - | 0 | 1 | {100 * s['accuracy']:.2f}% | "
+                 f"{round((1 - s['accuracy']) * result['n_val'])} | {s['roc_auc']:.4f} | - | - | {s['ips_library']:,.0f} | - |")
+    extra = " ".join(f"--bundle {b}" for b in args.bundle)
+    fast = [r for r in rows if r["bundle"] == "cifake"]
+    best_fast = max(fast, key=lambda r: r["detect_ips"]) if fast else None
+    body = f"""## Accuracy against throughput (`cifake-speed`)
+
+Command: `python benchmarks/cifake_speed.py{' ' + extra if extra else ''}` ({result['cpu_count']} CPU cores,
+{result['torch_threads']} torch threads; 1-minute load average {result['load_average_at_start']:.2f} at the start).
+Every candidate ran `realjudge detect` over the same {result['n']:,}-file folder of 32x32 CIFAKE JPEGs,
+wall time with start-up ({result['startup_seconds']:.1f} s on one file); accuracy on its
+{result['n_val']:,} validation images, at the bundle's threshold chosen on the same split.
+
+| floor | images/s |
+| --- | --- |
+| decode (read, decode, provenance, views; one process) | {result['decode_floor_ips']:,.0f} |
+
+{chr(10).join(lines)}
+
+![accuracy against images/s](img/cifake_speed.png)
+
+Target: at least {TARGET_IPS:,} images/s end to end for the default small-image detector: """ + (
+        f"**{'met' if best_fast['detect_ips'] >= TARGET_IPS else 'missed'}** "
+        f"(`cifake`, {best_fast['runtime']}: {best_fast['detect_ips']:,.0f} img/s)." if best_fast else "no `cifake` row.") + "\n"
+    write_section("CIFAKE.md", "cifake-speed", body)
+    write_section("RESULTS.md", "cifake-speed", body)
+
+
+if __name__ == "__main__":
+    main()
