@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -592,7 +593,10 @@ def write_report(a, summary, agree, sal, shipped, cost, docs: Path) -> Path:
               "- Saliency: object proxies, not segmentations; Grad-CAM on a flattening head is a coarse attribution.",
               "- Training seconds were measured on a shared, throttled CPU.", ""]
     path = docs / "CIFAKE.md"
-    path.write_text("\n".join(lines))
+    # Sections other scripts write (between <!-- KEY:start --> and <!-- KEY:end -->, e.g. benchmarks/
+    # cifake_speed.py's) are kept as they are.
+    kept = re.findall(r"<!-- [\w-]+:start -->.*?<!-- [\w-]+:end -->", path.read_text(), flags=re.S) if path.exists() else []
+    path.write_text("\n".join(lines) + "".join(f"\n{block}\n" for block in kept))
     return path
 
 

@@ -47,27 +47,31 @@ SHIPPED = (("cifake", "cifake"), ("cifake-accurate", "cifake-accurate"))
 
 
 def build_folder(out: Path, n: int, val_fraction: float = 0.1) -> dict[str, int]:
-    """Every validation image of the split, then training images up to `n` files; {locator: label} of
-    the validation images (1 = fake)."""
+    """The validation images of the split (at most n/2 of each class: all of them at the default n), then
+    training images up to `n` files; {path: label} of the validation images (1 = fake)."""
     from realjudge.data.samples import is_validation
 
-    labels, n_train = {}, 0
+    labels, room = {}, {"REAL": n // 2, "FAKE": n - n // 2}
+    train: dict[str, list[tuple[Path, bytes]]] = {"REAL": [], "FAKE": []}
     with tarfile.open(DATA, "r:gz") as tf:
         for m in tf:
-            if not m.isfile() or m.name.split("/")[-2] not in ("REAL", "FAKE"):
+            cls = m.name.split("/")[-2] if m.isfile() else None
+            if cls not in room:
                 continue
-            cls = m.name.split("/")[-2]
             data = tf.extractfile(m).read()
-            val = is_validation(hashlib.sha256(data).hexdigest(), val_fraction)
-            if not val:
-                n_train += 1
-                if n_train > n - 10_034:
-                    continue
-            dest = out / ("val" if val else "train") / cls / Path(m.name).name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-            if val:
-                labels[str(dest)] = int(cls == "FAKE")
+            if is_validation(hashlib.sha256(data).hexdigest(), val_fraction):
+                if room[cls] > 0:
+                    room[cls] -= 1
+                    dest = out / "val" / cls / Path(m.name).name
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(data)
+                    labels[str(dest)] = int(cls == "FAKE")
+            elif len(train[cls]) < n:
+                train[cls].append((out / "train" / cls / Path(m.name).name, data))
+    rest = n - len(labels)  # half real, half fake
+    for dest, data in train["REAL"][:rest // 2] + train["FAKE"][:rest - rest // 2]:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
     return labels
 
 
@@ -123,6 +127,24 @@ def sharpness_row(samples, labels: dict[str, int]) -> dict:
     return {"accuracy": float(np.mean((val >= best) == yv)), "roc_auc": m["roc_auc"], "ips_library": len(samples) / seconds}
 
 
+def recipe(meta: dict) -> dict:
+    """How a bundle was trained, from its own record: epochs and seconds of its last run, what it
+    started from and what it was distilled from (an ensemble: its members')."""
+    if meta["arch"] == "ensemble":
+        members = [recipe({"arch": m["arch"], "training": m["training"], "training_config": m["training_config"]})
+                   for m in meta["training"]["members"]]
+        return {"text": "mean logit of " + "; ".join(m["text"] for m in members),
+                "seconds": sum(m["seconds"] for m in members)}
+    cfg, hist = meta.get("training_config", {}), meta.get("training", {}).get("history", [])
+    parts = [f"{len(hist)} epochs", cfg.get("precision", "fp32")]
+    if cfg.get("init_from"):
+        parts.append(f"from `{cfg['init_from']}`")
+    if cfg.get("distill_from"):
+        parts.append(f"distilled from {', '.join(f'`{d}`' for d in cfg['distill_from'])} "
+                     f"(weight {cfg.get('distill_weight')})")
+    return {"text": ", ".join(parts), "seconds": sum(h.get("seconds", 0) for h in hist)}
+
+
 def plot(rows: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -151,6 +173,7 @@ def main() -> None:
                     help="another candidate bundle (e.g. a training run's bundle); repeatable")
     ap.add_argument("--runtimes", default="torch,onnx")
     ap.add_argument("--repeats", type=int, default=2, help="model floor: best of this many passes")
+    ap.add_argument("--floor-images", type=int, default=4000, help="model floor: images of the folder it scores")
     ap.add_argument("--no-docs", action="store_true")
     args = ap.parse_args()
 
@@ -183,10 +206,12 @@ def main() -> None:
             for runtime in runtimes:
                 det = realjudge.load(model, device="cpu", runtime=runtime)
                 n_views = len(det.policy.test_time_views(views[:1]))
-                all_views = np.concatenate([v for v in det.policy.test_time_views(views)]) if n_views > 1 else views
-                floor = len(samples) / model_floor(det, all_views, args.repeats)
+                some = views[:args.floor_images]  # the floor is a rate: a share of the images measures it
+                all_views = np.concatenate(det.policy.test_time_views(some)) if n_views > 1 else some
+                floor = len(some) / model_floor(det, all_views, args.repeats)
                 seconds, records = run_detect(folder, model, runtime)
                 row = {"label": f"{label} ({runtime})", "bundle": label, "runtime": runtime, "arch": det.info.arch,
+                       "arch_kwargs": det.info.arch_kwargs, "recipe": recipe(det.info.meta),
                        "params": sum(p.numel() for p in det.model.parameters()), "views": n_views,
                        "model_floor_ips": floor, "detect_seconds": seconds, "detect_ips": len(samples) / seconds}
                 row |= accuracy(records, labels)
@@ -218,6 +243,11 @@ def write_docs(result: dict, args) -> None:
     s = result["sharpness"]
     lines.append(f"| mean \\|Laplacian\\| (no training; library, no CLI) | - | 0 | 1 | {100 * s['accuracy']:.2f}% | "
                  f"{round((1 - s['accuracy']) * result['n_val'])} | {s['roc_auc']:.4f} | - | - | {s['ips_library']:,.0f} | - |")
+    made = ["| candidate | architecture | how it was trained (its bundle's record) | training seconds |", "| --- | --- | --- | --- |"]
+    for r in rows:
+        if r["runtime"] == rows[0]["runtime"]:
+            kw = r["arch_kwargs"] if r["arch"] != "ensemble" else {"members": len(r["arch_kwargs"]["members"])}
+            made.append(f"| `{r['bundle']}` | {r['arch']} {json.dumps(kw)} | {r['recipe']['text']} | {r['recipe']['seconds']:,.0f} |")
     extra = " ".join(f"--bundle {b}" for b in args.bundle)
     fast = [r for r in rows if r["bundle"] == "cifake"]
     best_fast = max(fast, key=lambda r: r["detect_ips"]) if fast else None
@@ -236,6 +266,8 @@ wall time with start-up ({result['startup_seconds']:.1f} s on one file); accurac
 {chr(10).join(lines)}
 
 ![accuracy against images/s](img/cifake_speed.png)
+
+{chr(10).join(made)}
 
 Target: at least {TARGET_IPS:,} images/s end to end for the default small-image detector: """ + (
         f"**{'met' if best_fast['detect_ips'] >= TARGET_IPS else 'missed'}** "

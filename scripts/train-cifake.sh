@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The shipped CIFAKE detectors, end to end on one machine (docs/CIFAKE.md; `--resume` continues a killed step):
-#   runs/cifake-a/bundle  the first member (the previous shipped `cifake`): configs/cifake-resnet.json, then
-#                         configs/cifake-resnet-finetune.json from its bundle
-#   runs/cifake-b/bundle  the second member: configs/cifake-resnet-b.json
-#   runs/cifake-accurate  their ensemble, calibrated on validation  -> shipped `cifake-accurate`
-#   runs/cifake-fast      the fast student distilled from it          -> shipped `cifake`
+#   runs/cifake-a/bundle  configs/cifake-resnet.json, then configs/cifake-resnet-finetune.json from its bundle
+#                         -> shipped `cifake-accurate` (the best validation accuracy of the candidates)
+#   runs/cifake-b/bundle  a second network: configs/cifake-resnet-b.json
+#   runs/cifake-ensemble  the mean of the two, calibrated on validation: the teacher
+#   runs/cifake-fast      the fast student distilled from it           -> shipped `cifake`
+# Shipping (copy, rename cifake-a to cifake-accurate) and the figures: docs/CIFAKE.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() {  # step RUN_DIR CONFIG: train, or continue a run that was interrupted
@@ -17,8 +18,8 @@ if [ ! -f runs/cifake-a/bundle/bundle.json ]; then
   step runs/cifake-a configs/cifake-resnet-finetune.json
 fi
 step runs/cifake-b configs/cifake-resnet-b.json
-if [ ! -f runs/cifake-accurate/bundle/bundle.json ]; then
-  realjudge ensemble runs/cifake-a/bundle runs/cifake-b/bundle --out runs/cifake-accurate/bundle \
-    --name cifake-accurate --card configs/cifake-accurate-card.json
+if [ ! -f runs/cifake-ensemble/bundle/bundle.json ]; then
+  realjudge ensemble runs/cifake-a/bundle runs/cifake-b/bundle --out runs/cifake-ensemble/bundle \
+    --name cifake-ensemble --card configs/cifake-ensemble-card.json
 fi
 step runs/cifake-fast configs/cifake-fast.json

@@ -157,3 +157,26 @@ def test_an_ensemble_takes_its_first_members_test_time_views(tiny_bundle, tmp_pa
     (other / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(UsageError, match="input policy differs"):
         combine([str(tiny_bundle), str(other)], tmp_path / "ens2", "ens2")
+
+
+def test_calibrate_with_new_views_refits_the_whole_calibration(tiny_bundle, tiny_flat, tmp_path):
+    """Dropping (or adding) test-time views changes the logits: temperature, threshold, band and the
+    validation metrics are all chosen again on the validation split."""
+    from click.testing import CliRunner
+
+    import realjudge
+    from realjudge.cli import main
+    from realjudge.train.scoring import metrics_at
+
+    res = CliRunner().invoke(main, ["calibrate", str(tiny_bundle), "--data", str(tiny_flat), "--views", "mirror",
+                                    "--out", str(tmp_path / "mirrored"), "--scores", str(tmp_path / "val.npz")])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "mirrored" / "bundle.json").read_text())
+    assert meta["input_policy"]["mirror"] is True and meta["threshold"] == meta["calibration"]["threshold"]
+    det = realjudge.load(str(tmp_path / "mirrored"), device="cpu")
+    stored = np.load(tmp_path / "val.npz", allow_pickle=False)
+    assert meta["val_metrics"] == json.loads(json.dumps(metrics_at(det.calibration, stored["logits"], stored["labels"])))
+    assert "realjudge calibrate --views" in (tmp_path / "mirrored" / "MODEL_CARD.md").read_text()
+    # The logits it calibrated on are the mirrored detector's own.
+    imgs = sorted((tiny_flat / "real").iterdir())[:3]
+    assert len(det.predict([str(p) for p in imgs])) == 3

@@ -28,10 +28,15 @@ import click
               help="Also write the validation logits and labels here (.npz), to study the band without rescoring.")
 @click.option("--from-scores", "scores_in", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Refit from logits and labels written earlier by --scores for this bundle (nothing is rescored).")
+@click.option("--views", type=click.Choice(["bundle", "none", "mirror"]), default="bundle", show_default=True,
+              help="Test-time views: the bundle's own (only the band is refitted), or a new choice: none (one view "
+                   "per image) or mirror; a new choice refits the temperature, the threshold and the band, and "
+                   "rewrites the validation metrics.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--progress/--no-progress", default=None)
-def command(bundle, data, out_dir, band_error, scores_out, scores_in, device, progress):
-    """Refit the uncertain band on the bundle's validation split (the same split its training used)."""
+def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, device, progress):
+    """Refit the uncertain band on the bundle's validation split (the same split its training used);
+    with --views none|mirror, the whole calibration for those test-time views."""
     import numpy as np
     from tqdm import tqdm
 
@@ -41,9 +46,16 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, device, pr
     from ..errors import UsageError
 
     det = load(bundle, device)
+    if views != "bundle":
+        from dataclasses import replace
+
+        from ..detector import Detector
+
+        policy = replace(det.policy, mirror=views == "mirror", shifts=())
+        det = Detector(det.model, replace(det.info, policy=policy), det.device)
     if scores_in:
         stored = np.load(scores_in, allow_pickle=False)
-        return _finish(bundle, det, stored["labels"], stored["logits"], band_error, out_dir, [])
+        return _finish(bundle, det, stored["labels"], stored["logits"], band_error, out_dir, [], views != "bundle")
     meta = det.info.meta
     config = meta.get("training_config") or {}
     fraction = config.get("val_fraction")
@@ -97,21 +109,32 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, device, pr
     y, z = np.array(labels), np.array(logits, np.float64)
     if scores_out:
         np.savez(scores_out, logits=z, labels=y, locators=np.array(kept))
-    _finish(bundle, det, y, z, band_error, out_dir, errors)
+    _finish(bundle, det, y, z, band_error, out_dir, errors, views != "bundle")
 
 
-def _finish(bundle, det, y, z, band_error, out_dir, errors) -> None:
-    """Refit the band on validation logits `z` and labels `y`, report it, and write the bundle to `out_dir`."""
+def _finish(bundle, det, y, z, band_error, out_dir, errors, new_views: bool = False) -> None:
+    """Refit the band on validation logits `z` and labels `y` (with `new_views`, the whole calibration
+    and the validation metrics), report it, and write the bundle to `out_dir`."""
     from ..bundle import _read_bundle_files, resolve_bundle_path
     from ..calibrate import band_figures, refit_band
     from ..card import band_fit_line, model_card
+    from ..train.scoring import calibrated_metrics, metrics_at
 
     old = det.calibration
-    new = refit_band(old, z, y, band_error)
+    metrics = None
+    if new_views:  # other views give other logits: temperature and threshold are chosen again, then the band
+        config = det.info.meta.get("training_config") or {}
+        fitted, _ = calibrated_metrics(z, y, config.get("min_real_accuracy"), config.get("threshold_rule", "balanced"))
+        new = refit_band(fitted, z, y, band_error)
+        metrics = metrics_at(new, z, y)
+    else:
+        new = refit_band(old, z, y, band_error)
     before = band_figures(old.probability(z), y, old.threshold, old.uncertain_band)
-    report = {"bundle": str(bundle), "n_val": len(y), "threshold": old.threshold,
+    report = {"bundle": str(bundle), "n_val": len(y), "threshold": new.threshold, "old_threshold": old.threshold,
               "old_band": list(old.uncertain_band), "old": before, "new_band": list(new.uncertain_band),
               "band_fit": new.band_fit, "unreadable": len(errors)}
+    if metrics is not None:
+        report |= {"input_policy": det.policy.to_json(), "val_metrics": metrics}
     click.echo(json.dumps(report, indent=2))
     if out_dir:
         src = resolve_bundle_path(bundle)
@@ -125,9 +148,15 @@ def _finish(bundle, det, y, z, band_error, out_dir, errors) -> None:
             with zipfile.ZipFile(src) as zf:
                 zf.extractall(out)
         meta_new = dict(meta_old) | {"calibration": new.to_json(), "uncertain_band": list(new.uncertain_band)}
-        if "uncertain_share" in meta_new.get("val_metrics", {}):
+        if metrics is not None:
+            views = "mirrored views" if det.policy.mirror else "one view per image"
+            note = (f"Recalibrated for {views} by `realjudge calibrate --views` (temperature, "
+                    "threshold and band refitted on the validation split); text above about other views is superseded.")
+            meta_new |= {"input_policy": det.policy.to_json(), "threshold": new.threshold, "val_metrics": metrics,
+                         "notes": (meta_old.get("notes", "") + " " + note).strip()}
+        elif "uncertain_share" in meta_new.get("val_metrics", {}):
             meta_new["val_metrics"] = meta_new["val_metrics"] | {"uncertain_share": 1.0 - new.band_fit["coverage"]}
-        if card == model_card(meta_old):
+        if card == model_card(meta_old) or metrics is not None:
             card = model_card(meta_new)
         else:  # a hand-edited card: change the band's figures only
             card = re.sub(r"uncertain band \([0-9.]+, [0-9.]+\)\.(\nBand: [^\n]*)?",
@@ -136,3 +165,4 @@ def _finish(bundle, det, y, z, band_error, out_dir, errors) -> None:
         (out / "bundle.json").write_text(json.dumps(meta_new, indent=2, default=float))
         (out / "MODEL_CARD.md").write_text(card)
         click.echo(f"refitted bundle: {out}", err=True)
+

@@ -14,11 +14,16 @@ def calibrated_metrics(logits: np.ndarray, labels: np.ndarray, min_real_accuracy
                        threshold_rule: str = "balanced"):
     """Calibrate per-image validation logits; the bundle's validation metrics at that calibration."""
     cal = calibrate(logits, labels, min_real_accuracy=min_real_accuracy, threshold_rule=threshold_rule)
+    return cal, metrics_at(cal, logits, labels)
+
+
+def metrics_at(cal, logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Validation metrics of per-image logits at calibration `cal` (fake = positive), with the share in its band."""
     p = cal.probability(logits)
     metrics = binary_metrics(labels, p, cal.threshold)
     lo, hi = cal.uncertain_band
     metrics["uncertain_share"] = float(np.mean((p > lo) & (p < hi)))
-    return cal, metrics
+    return metrics
 
 
 def per_image(policy: InputPolicy, values: np.ndarray, labels: np.ndarray, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
