@@ -180,3 +180,14 @@ def test_calibrate_with_new_views_refits_the_whole_calibration(tiny_bundle, tiny
     # The logits it calibrated on are the mirrored detector's own.
     imgs = sorted((tiny_flat / "real").iterdir())[:3]
     assert len(det.predict([str(p) for p in imgs])) == 3
+
+
+def test_folding_leaves_a_model_that_cannot_be_copied_alone():
+    import threading
+
+    from realjudge.models.folding import fold_batchnorm
+    from realjudge.models.registry import create_model
+
+    model = create_model("resnet", widths=[4], blocks=[1], strides=[1]).eval()
+    model.lock = threading.Lock()  # what a serving wrapper may hold
+    assert fold_batchnorm(model, torch.randn(2, 3, 32, 32)) is model

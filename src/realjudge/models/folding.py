@@ -59,7 +59,12 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """An eval-mode copy of `model` with its conv -> batch-norm pairs folded, or `model` itself when
     nothing folds or the copy's logits on `example` differ by more than FOLD_TOLERANCE (an
     architecture that uses a batch norm's output elsewhere too)."""
-    folded = copy.deepcopy(model).eval()
+    if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return model
+    try:
+        folded = copy.deepcopy(model).eval()
+    except (TypeError, RuntimeError, copy.Error):  # a wrapper holding locks or handles cannot be copied
+        return model
     if _fold_children(folded) == 0:
         return model
     with torch.inference_mode():

@@ -140,9 +140,10 @@ class Trainer:
             model.train()
             t0 = time.time()
             run_loss = run_correct = seen = 0.0
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.progress,
+            # Counted by hand: an iterating bar shows a stale count between its timed refreshes.
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.progress,
                        leave=False, unit="batch", dynamic_ncols=True)
-            for b in bar:
+            for b in range(steps_per_epoch):
                 rows = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 loss, logits, y = self._step(step, opt, split.train.pixels, split.train.labels, rows, rng,
                                              lr_at(cfg, epoch * steps_per_epoch + b, total))
@@ -152,6 +153,7 @@ class Trainer:
                 run_loss += float(loss.detach()) * k
                 run_correct += float(((logits.detach() > 0).float() == y).sum())
                 seen += k
+                bar.update(1)
                 bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_correct / seen:.4f}")
             bar.close()
             run_loss, run_correct, seen = distributed.all_sum(self.dist, [run_loss, run_correct, seen])
