@@ -23,3 +23,7 @@ if [ ! -f runs/cifake-ensemble/bundle/bundle.json ]; then
     --name cifake-ensemble --card configs/cifake-ensemble-card.json
 fi
 step runs/cifake-fast configs/cifake-fast.json
+# A candidate for benchmarks/cifake_speed.py: the accurate network on one view, recalibrated on validation.
+if [ ! -f runs/cifake-a-1view/bundle.json ]; then
+  realjudge calibrate runs/cifake-a/bundle --views none --out runs/cifake-a-1view
+fi

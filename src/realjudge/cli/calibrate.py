@@ -165,4 +165,3 @@ def _finish(bundle, det, y, z, band_error, out_dir, errors, new_views: bool = Fa
         (out / "bundle.json").write_text(json.dumps(meta_new, indent=2, default=float))
         (out / "MODEL_CARD.md").write_text(card)
         click.echo(f"refitted bundle: {out}", err=True)
-

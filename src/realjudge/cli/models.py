@@ -28,14 +28,15 @@ def command(name, as_json):
     if as_json:
         click.echo(json.dumps({"shipped": shipped, "architectures": archs}, indent=2))
         return
+    width = max(len(r["name"]) for r in shipped + archs)
     click.echo("shipped detectors:")
     for s in shipped:
         acc = s["val_accuracy"]
-        click.echo(f"  {s['name']:<12} {s['arch']:<12} threshold {s['threshold']:.4f}  "
+        click.echo(f"  {s['name']:<{width}} {s['arch']:<{width}} threshold {s['threshold']:.4f}  "
                    f"validation accuracy {acc if acc is None else f'{acc:.4f}'}")
     click.echo("architectures:")
     for a in archs:
-        click.echo(f"  {a['name']:<12} {a['description']}")
+        click.echo(f"  {a['name']:<{width}} {a['description']}")
 
 
 def _show(name: str, as_json: bool) -> None:
