@@ -21,7 +21,6 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +74,7 @@ def main() -> None:
         import torch
 
         cnn = create_model("cifake-cnn").eval().to(memory_format=torch.channels_last)
-        info = BundleInfo("paper-cnn", "cifake-cnn", {}, replace(det.policy, shifts=(), mirror=False), det.calibration)
+        info = BundleInfo("paper-cnn", "cifake-cnn", {}, det.policy.with_views(), det.calibration)
         paper = measure(realjudge.Detector(cnn, info), samples, args.workers, args.repeats)
 
         t = time.perf_counter()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -50,7 +49,7 @@ def main() -> None:
     cfg = TrainConfig.from_json(det.info.meta["training_config"])
     t0 = time.time()
     val = load_split(cfg, det.policy, progress=False).val
-    plain = replace(det.policy, shifts=(), mirror=False)
+    plain = det.policy.with_views()
     per_transform: dict[tuple[tuple[int, int], bool], np.ndarray] = {}
     for shift in [(0, 0)] + ONE + TWO:
         pixels = val.pixels if shift == (0, 0) else shift_views(val.pixels, *shift)

@@ -17,7 +17,7 @@ Either policy may add test-time views, scored with the others and averaged into 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,10 @@ class InputPolicy:
             if len(d) != 2 or not all(isinstance(v, int) and abs(v) < self.size // 2 for v in d) or d == (0, 0):
                 raise UsageError(f"each test-time shift must be a non-zero [dx, dy] pair of integers below "
                                  f"{self.size // 2} in size, got {list(d)}")
+
+    def with_views(self, mirror: bool = False, shifts: tuple[tuple[int, int], ...] = ()) -> "InputPolicy":
+        """The same preprocessing with other test-time views (by default none: one view per image)."""
+        return replace(self, mirror=mirror, shifts=tuple(tuple(d) for d in shifts))
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

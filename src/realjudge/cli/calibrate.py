@@ -51,8 +51,7 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, dev
 
         from ..detector import Detector
 
-        policy = replace(det.policy, mirror=views == "mirror", shifts=())
-        det = Detector(det.model, replace(det.info, policy=policy), det.device)
+        det = Detector(det.model, replace(det.info, policy=det.policy.with_views(mirror=views == "mirror")), det.device)
     if scores_in:
         stored = np.load(scores_in, allow_pickle=False)
         return _finish(bundle, det, stored["labels"], stored["logits"], band_error, out_dir, [], views != "bundle")

@@ -3,8 +3,9 @@
 A run folder holds `config.json` (resolved), `versions.json`, `history.json` (one entry per epoch),
 `checkpoint.safetensors` + `checkpoint.json` (written atomically after every epoch, so `--resume`
 continues after a kill; the weights' file carries the same record, which resume trusts, since a kill
-can fall between the two files) and `best.safetensors`. At the end the best weights are calibrated on the
-validation split and written as a bundle (train/export.py).
+can fall between the two files), `best.safetensors`, and `teacher_logits.safetensors` when distilling.
+At the end the best weights are calibrated on the validation split and written as a bundle
+(train/export.py).
 
 Started by torchrun (several processes), the same loop runs in every process on its share of each
 global batch, through DistributedDataParallel; rank 0 alone validates and writes the run folder
@@ -99,7 +100,10 @@ class Trainer:
             with distributed.main_first(self.dist):  # rank 0 decodes into the cache, the others read it
                 split = load_split(cfg, self.policy, self.progress)
         self.split = split
-        self.soft = self._soft_targets(split) if cfg.distill_from else None
+        self.soft = None
+        if cfg.distill_from:
+            with distributed.main_first(self.dist):  # rank 0 scores the teachers and saves; the others read that
+                self.soft = self._soft_targets(split)
         model, opt = self._build()
         if cfg.init_from and not resuming:
             model.load_state_dict(initial_weights(cfg.init_from, cfg.arch))
@@ -199,7 +203,8 @@ class Trainer:
     def _soft_targets(self, split: Split) -> np.ndarray:
         """The distillation targets of the training images, in their order: labels blended with the
         teachers' averaged logits. The logits are kept in the run folder (`teacher_logits.safetensors`,
-        keyed by the images' ids), so a resumed run does not score the training set again."""
+        keyed by the teachers' paths and the images' ids), so a resumed run, and under torchrun every
+        rank but the first, reads them instead of scoring the training set again."""
         import hashlib
 
         import torch

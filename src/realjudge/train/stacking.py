@@ -17,13 +17,6 @@ from ..errors import UsageError
 CARD_FIELDS = ("intended_input", "failure_modes", "notes")
 
 
-def without_views(policy):
-    """The policy's preprocessing alone (size, filter, crops, normalisation), its test-time views left out."""
-    from dataclasses import replace
-
-    return replace(policy, mirror=False, shifts=())
-
-
 def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] | None = None,
             progress: bool = False, min_real_accuracy: float | None = None, card: dict | None = None,
             threshold_rule: str = "balanced") -> Path:
@@ -47,7 +40,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
     configs = [info.meta.get("training_config", {}) for _, info in loaded]
     for (_, info), cfg in zip(loaded[1:], configs[1:]):
         # Test-time views (mirror, shifts) are the ensemble's own choice: the first member's apply to all.
-        if without_views(info.policy) != without_views(policy):
+        if info.policy.with_views() != policy.with_views():
             raise UsageError(f"{info.path}: input policy differs from {loaded[0][1].path}; members must share one")
         if cfg.get("val_fraction") != configs[0].get("val_fraction"):
             raise UsageError(f"{info.path}: validation fraction differs from {loaded[0][1].path}")
