@@ -176,7 +176,7 @@ def test_calibrate_with_new_views_refits_the_whole_calibration(tiny_bundle, tiny
     det = realjudge.load(str(tmp_path / "mirrored"), device="cpu")
     stored = np.load(tmp_path / "val.npz", allow_pickle=False)
     assert meta["val_metrics"] == json.loads(json.dumps(metrics_at(det.calibration, stored["logits"], stored["labels"])))
-    assert "realjudge calibrate --views" in (tmp_path / "mirrored" / "MODEL_CARD.md").read_text()
+    assert "Recalibrated for mirrored views with the model step in float32" in (tmp_path / "mirrored" / "MODEL_CARD.md").read_text()
     # The logits it calibrated on are the mirrored detector's own.
     imgs = sorted((tiny_flat / "real").iterdir())[:3]
     assert len(det.predict([str(p) for p in imgs])) == 3

@@ -17,6 +17,7 @@ from typing import Any
 from .calibrate import Calibration
 from .card import model_card
 from .errors import UsageError
+from .precision import PRECISIONS
 from .preprocess import InputPolicy
 from .runtime import library_versions
 
@@ -34,6 +35,11 @@ class BundleInfo:
     meta: dict[str, Any] = field(default_factory=dict)
     path: str = ""
     card: str = ""
+
+    @property
+    def precision(self) -> str:
+        """The model step's number format the calibration was fitted at (realjudge.precision)."""
+        return self.meta.get("precision", "float32")
 
 
 def shipped_names() -> list[str]:
@@ -131,6 +137,8 @@ def load_bundle(name_or_path: str | Path, device: str = "cpu"):
         calibration = Calibration.from_json(meta["calibration"])
     except (TypeError, ValueError, KeyError) as err:
         raise UsageError(f"{path}: corrupt bundle (bad input policy or calibration: {err})") from None
+    if meta.get("precision", "float32") not in PRECISIONS:
+        raise UsageError(f"{path}: corrupt bundle (precision {meta['precision']!r} is not one of {', '.join(PRECISIONS)})")
     model = create_model(meta["arch"], **architecture_only(meta["arch"], meta.get("arch_kwargs", {})))
     try:
         state = load(weights)

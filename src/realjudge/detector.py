@@ -28,7 +28,7 @@ class Detector:
     """A loaded bundle. `predict` takes a path, bytes, a PIL image, an array, or a list of them."""
 
     def __init__(self, model, info: BundleInfo, device: str = "cpu", threshold: float | None = None,
-                 onnx=None, runtime_note: str = ""):
+                 onnx=None, runtime_note: str = "", precision: str = "float32"):
         self.model = model
         self.info = info
         self.device = device
@@ -36,14 +36,15 @@ class Detector:
         self.calibration = info.calibration
         self.threshold = self.calibration.threshold if threshold is None else check_threshold(threshold)
         self.onnx = onnx  # an onnx_bundle.OnnxModel: the model step runs in ONNX Runtime
-        self.runtime_note = runtime_note  # why `runtime="auto"` chose what it chose ("" otherwise)
+        self.runtime_note = runtime_note  # why `runtime="auto"` or the precision is what it is ("" otherwise)
+        self.precision = precision  # the torch step's number format (realjudge.precision); onnx runs float32
         # The torch step's network: `model` with batch norm folded into the convolutions, made at the
         # first batch (models.folding). `model` itself stays as trained, for explanations.
         self._folded = None
 
     def with_threshold(self, threshold: float) -> "Detector":
         """The same model, runtime and calibration, deciding at another threshold."""
-        det = Detector(self.model, self.info, self.device, threshold, self.onnx, self.runtime_note)
+        det = Detector(self.model, self.info, self.device, threshold, self.onnx, self.runtime_note, self.precision)
         det._folded = self._folded
         return det
 
@@ -58,7 +59,7 @@ class Detector:
 
     def __repr__(self) -> str:
         return (f"Detector({self.name!r}, arch={self.info.arch!r}, threshold={self.threshold:.4f}, "
-                f"runtime={self.runtime!r})")
+                f"runtime={self.runtime!r}, precision={self.precision!r})")
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """N x S x S x 3 uint8 views -> N raw logits (the model step of realjudge.pipeline)."""
@@ -68,12 +69,14 @@ class Detector:
             return self.onnx(self.policy.normalise(batch).numpy())
         import torch
 
+        from .precision import autocast
+
         x = self.policy.model_input(batch, self.device)
         if self._folded is None:
             from .models.folding import fold_batchnorm
 
             self._folded = fold_batchnorm(self.model, x)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision, x.device):
             return self._folded(x).float().cpu().numpy()
 
     def predict(self, inputs: Any, names: list[str] | None = None, threshold: float | None = None,
@@ -99,7 +102,7 @@ AUTO_NAMES = (None, "", "auto")
 
 
 def load(name_or_path: str | None = None, device: str = "auto", threshold: float | None = None,
-         runtime: str = "torch"):
+         runtime: str = "torch", precision: str = "bundle"):
     """Load a shipped detector by name, or a bundle folder / zip by path.
 
     With no name (or "auto") it returns the router over the shipped detectors, which picks one by
@@ -108,13 +111,18 @@ def load(name_or_path: str | None = None, device: str = "auto", threshold: float
 
     `runtime`: "torch" (default), "onnx" (ONNX Runtime on the CPU: the bundle's model.onnx, else an
     export made on the fly into the cache; needs the `onnx` extra) or "auto" (times both on a warm-up
-    batch and keeps the faster; `Detector.runtime_note` says what was measured)."""
+    batch and keeps the faster; `Detector.runtime_note` says what was measured).
+
+    `precision`: the torch step's number format, "bundle" (the one its calibration was fitted at,
+    float32 where the hardware lacks native bfloat16), "float32" or "bfloat16" (realjudge.precision)."""
+    from . import precision as _precision
     from .onnx_bundle import check_runtime
     from .runtime import resolve_device
 
     runtime = check_runtime(runtime)
+    _precision.check_precision(precision)
     if name_or_path in AUTO_NAMES:
-        return load_for_inputs(None, device, threshold, runtime=runtime)
+        return load_for_inputs(None, device, threshold, runtime=runtime, precision=precision)
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise UsageError(f"model must be a shipped detector name, a bundle path or 'auto', got {name_or_path!r}")
     name_or_path = str(name_or_path)
@@ -130,14 +138,17 @@ def load(name_or_path: str | None = None, device: str = "auto", threshold: float
     import torch
 
     model = model.to(memory_format=torch.channels_last)
-    det = Detector(model, info, str(dev), threshold)
+    step, note = _precision.resolve(precision, info.precision, dev)
+    det = Detector(model, info, str(dev), threshold, runtime_note=note, precision=step)
     if runtime == "torch":
         return det
     from .errors import ExportError
     from .onnx_bundle import AUTO_VIEWS, open_onnx, time_runtimes
 
+    onnx_note = ("" if info.precision == "float32" else "the onnx runtime computes in float32; the bundle is "
+                 f"calibrated at {info.precision}, so scores differ from the calibration's by rounding")
     if runtime == "onnx":
-        return Detector(model, info, str(dev), threshold, open_onnx(info))
+        return Detector(model, info, str(dev), threshold, open_onnx(info), onnx_note)
     try:  # auto: the onnx runtime when it is there and faster
         onnx_det = Detector(model, info, str(dev), threshold, open_onnx(info))
     except (UsageError, ExportError) as err:
@@ -148,19 +159,21 @@ def load(name_or_path: str | None = None, device: str = "auto", threshold: float
     other = "torch" if pick is onnx_det else "onnx"
     pick.runtime_note = (f"runtime auto chose {pick.runtime}: {t[pick.runtime] * 1e3:.1f} ms against {other}'s "
                          f"{t[other] * 1e3:.1f} ms on a warm-up batch of {AUTO_VIEWS} views "
-                         f"({torch.get_num_threads()} threads)")
+                         f"({torch.get_num_threads()} threads, torch in {det.precision})")
+    if pick is onnx_det and onnx_note:
+        pick.runtime_note += f"; {onnx_note}"
     return pick
 
 
 def load_for_inputs(model: str | None, device: str = "auto", threshold: float | None = None,
-                    provenance: bool = True, runtime: str = "torch"):
+                    provenance: bool = True, runtime: str = "torch", precision: str = "bundle"):
     """A router (`realjudge.router`) over one named model, or over the shipped small and natural detectors (no model, or "auto")."""
     if model and model != "auto":
-        return Router.single(load(model, device, threshold, runtime), provenance)
+        return Router.single(load(model, device, threshold, runtime, precision), provenance)
     shipped = shipped_names()
     if SMALL_MODEL not in shipped:
         raise UsageError("no shipped detector is installed; pass --model PATH to a bundle")
-    dets = {SMALL_MODEL: load(SMALL_MODEL, device, threshold, runtime)}
+    dets = {SMALL_MODEL: load(SMALL_MODEL, device, threshold, runtime, precision)}
     if NATURAL_MODEL in shipped:
-        dets[NATURAL_MODEL] = load(NATURAL_MODEL, device, threshold, runtime)
+        dets[NATURAL_MODEL] = load(NATURAL_MODEL, device, threshold, runtime, precision)
     return Router(dets, SMALL_MODEL, NATURAL_MODEL if NATURAL_MODEL in dets else SMALL_MODEL, provenance)

@@ -76,6 +76,13 @@ class InputPolicy:
         """The same preprocessing with other test-time views (by default none: one view per image)."""
         return replace(self, mirror=mirror, shifts=tuple(tuple(d) for d in shifts))
 
+    def views_description(self) -> str:
+        """The test-time views in words ("one view per image", "mirrored views", "6 test-time views")."""
+        n = (1 + len(self.shifts)) * (2 if self.mirror else 1)
+        if n == 1:
+            return "one view per image"
+        return "mirrored views" if self.mirror and n == 2 else f"{n} test-time views"
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)

@@ -1,7 +1,8 @@
 """`realjudge calibrate BUNDLE`: refit a bundle's uncertain band on its validation split, without retraining.
 
-The temperature and threshold are kept (so every verdict outside the band stays what it was); the
-band is refitted by the local-error-rate rule of `realjudge.calibrate.fit_error_band`, and its
+The temperature and threshold are kept (so every verdict outside the band stays what it was) unless
+the test-time views or the model step's precision change (`--views`, `--precision`): those give other
+logits, so the whole calibration is fitted again. The band is refitted by the local-error-rate rule of `realjudge.calibrate.fit_error_band`, and its
 coverage and accuracy outside it are recorded in the bundle's calibration and model card.
 """
 
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 import click
+
+from ..precision import PRECISIONS
 
 
 @click.command("calibrate")
@@ -32,11 +35,14 @@ import click
               help="Test-time views: the bundle's own (only the band is refitted), or a new choice: none (one view "
                    "per image) or mirror; a new choice refits the temperature, the threshold and the band, and "
                    "rewrites the validation metrics.")
+@click.option("--precision", type=click.Choice(["bundle", *PRECISIONS]), default="bundle", show_default=True,
+              help="The torch model step's number format to calibrate for (realjudge.precision); another than the "
+                   "bundle's refits the whole calibration and is recorded in the bundle.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--progress/--no-progress", default=None)
-def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, device, progress):
+def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, precision, device, progress):
     """Refit the uncertain band on the bundle's validation split (the same split its training used);
-    with --views none|mirror, the whole calibration for those test-time views."""
+    with --views none|mirror or another --precision, the whole calibration."""
     import numpy as np
     from tqdm import tqdm
 
@@ -45,16 +51,18 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, dev
     from ..detector import load
     from ..errors import UsageError
 
-    det = load(bundle, device)
+    det = load(bundle, device, precision=precision)
+    refit = views != "bundle" or det.precision != det.info.precision
     if views != "bundle":
         from dataclasses import replace
 
         from ..detector import Detector
 
-        det = Detector(det.model, replace(det.info, policy=det.policy.with_views(mirror=views == "mirror")), det.device)
+        det = Detector(det.model, replace(det.info, policy=det.policy.with_views(mirror=views == "mirror")), det.device,
+                       precision=det.precision)
     if scores_in:
         stored = np.load(scores_in, allow_pickle=False)
-        return _finish(bundle, det, stored["labels"], stored["logits"], band_error, out_dir, [], views != "bundle")
+        return _finish(bundle, det, stored["labels"], stored["logits"], band_error, out_dir, [], refit)
     meta = det.info.meta
     config = meta.get("training_config") or {}
     fraction = config.get("val_fraction")
@@ -108,7 +116,7 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, dev
     y, z = np.array(labels), np.array(logits, np.float64)
     if scores_out:
         np.savez(scores_out, logits=z, labels=y, locators=np.array(kept))
-    _finish(bundle, det, y, z, band_error, out_dir, errors, views != "bundle")
+    _finish(bundle, det, y, z, band_error, out_dir, errors, refit)
 
 
 def _finish(bundle, det, y, z, band_error, out_dir, errors, new_views: bool = False) -> None:
@@ -133,7 +141,7 @@ def _finish(bundle, det, y, z, band_error, out_dir, errors, new_views: bool = Fa
               "old_band": list(old.uncertain_band), "old": before, "new_band": list(new.uncertain_band),
               "band_fit": new.band_fit, "unreadable": len(errors)}
     if metrics is not None:
-        report |= {"input_policy": det.policy.to_json(), "val_metrics": metrics}
+        report |= {"input_policy": det.policy.to_json(), "precision": det.precision, "val_metrics": metrics}
     click.echo(json.dumps(report, indent=2))
     if out_dir:
         src = resolve_bundle_path(bundle)
@@ -148,11 +156,12 @@ def _finish(bundle, det, y, z, band_error, out_dir, errors, new_views: bool = Fa
                 zf.extractall(out)
         meta_new = dict(meta_old) | {"calibration": new.to_json(), "uncertain_band": list(new.uncertain_band)}
         if metrics is not None:
-            views = "mirrored views" if det.policy.mirror else "one view per image"
-            note = (f"Recalibrated for {views} by `realjudge calibrate --views` (temperature, "
-                    "threshold and band refitted on the validation split); text above about other views is superseded.")
-            meta_new |= {"input_policy": det.policy.to_json(), "threshold": new.threshold, "val_metrics": metrics,
-                         "notes": (meta_old.get("notes", "") + " " + note).strip()}
+            views = det.policy.views_description()
+            note = (f"Recalibrated for {views} with the model step in {det.precision} by `realjudge calibrate` "
+                    "(temperature, threshold and band refitted on the validation split); text above about other "
+                    "views or precisions is superseded.")
+            meta_new |= {"input_policy": det.policy.to_json(), "precision": det.precision, "threshold": new.threshold,
+                         "val_metrics": metrics, "notes": (meta_old.get("notes", "") + " " + note).strip()}
         elif "uncertain_share" in meta_new.get("val_metrics", {}):
             meta_new["val_metrics"] = meta_new["val_metrics"] | {"uncertain_share": 1.0 - new.band_fit["coverage"]}
         if card == model_card(meta_old) or metrics is not None:

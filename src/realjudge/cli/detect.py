@@ -10,7 +10,7 @@ import sys
 import click
 
 from ..errors import UsageError, one_line
-from .options import runtime_option, threshold_option
+from .options import precision_option, runtime_option, threshold_option
 from .exit_codes import EXIT_OK, EXIT_PARTIAL
 
 
@@ -56,6 +56,7 @@ def table_line(r) -> str:
 @click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes (0: decode in the main process).")
 @click.option("--device", default="auto", show_default=True)
 @runtime_option()
+@precision_option()
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("--explain", "explain_dir", type=click.Path(file_okay=False), default=None,
               help="Write a Grad-CAM overlay PNG per scored file into this folder.")
@@ -71,8 +72,8 @@ def table_line(r) -> str:
               help="--engine ray: the cluster to join (default: RAY_ADDRESS, a running local cluster, or a new local one).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="--engine ray: the records file, records.parquet or records.jsonl.")
-def command(paths, model, threshold, fmt, batch_size, workers, device, runtime, progress, explain_dir, verdict_mode,
-            provenance, engine, ray_address, out):
+def command(paths, model, threshold, fmt, batch_size, workers, device, runtime, precision, progress, explain_dir,
+            verdict_mode, provenance, engine, ray_address, out):
     """Score images: files, folders (recursive), globs and archives.
 
     The table's third column is the file's provenance: its one-word verdict (ai, camera, none,
@@ -84,6 +85,8 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, runtime, 
     .jsonl), in input order.
     """
     if engine == "ray":
+        if precision != "bundle":
+            raise UsageError("--precision is for --engine local (ray actors run each bundle's own precision)")
         from .detect_ray import check_cli_options, run_ray
 
         fmt_given = click.get_current_context().get_parameter_source("fmt") is click.core.ParameterSource.COMMANDLINE
@@ -97,7 +100,7 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, runtime, 
 
     from ._inputs import open_inputs
 
-    samples, missing, router = open_inputs(paths, model, device, threshold, provenance, runtime)
+    samples, missing, router = open_inputs(paths, model, device, threshold, provenance, runtime, precision)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(samples), disable=not show, unit="img", file=sys.stderr, desc="detect")
     failed = 0

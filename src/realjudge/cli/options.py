@@ -7,6 +7,7 @@ import click
 from ..calibrate import check_threshold
 from ..errors import UsageError
 from ..onnx_bundle import RUNTIMES
+from ..precision import CHOICES as PRECISION_CHOICES
 
 
 class Threshold(click.ParamType):
@@ -31,3 +32,10 @@ def runtime_option():
                         help="The model step: torch; onnx (ONNX Runtime on the CPU: the bundle's model.onnx, else an "
                              "export made on the fly into the cache; needs the onnx extra); or auto (times both at "
                              "load, keeps the faster and says which on stderr). The records are the same.")
+
+
+def precision_option():
+    """`--precision bundle|float32|bfloat16`: the torch model step's number format (realjudge.precision)."""
+    return click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="bundle", show_default=True,
+                        help="The torch model step's number format: the one the bundle's calibration was fitted at "
+                             "(float32 where this hardware lacks native bfloat16, with a note), or float32 or bfloat16.")
