@@ -215,6 +215,7 @@ def main() -> None:
                 row = {"label": f"{label} ({runtime})", "bundle": label, "runtime": runtime, "arch": det.info.arch,
                        "arch_kwargs": det.info.arch_kwargs, "recipe": recipe(det.info.meta),
                        "params": sum(p.numel() for p in det.model.parameters()), "views": n_views,
+                       "precision": det.precision if runtime == "torch" else "float32",
                        "model_floor_ips": floor, "detect_seconds": seconds, "detect_ips": len(samples) / seconds}
                 row |= accuracy(records, labels)
                 rows.append(row)
@@ -259,15 +260,16 @@ def sharpness_reading(sharp: dict) -> str:
 
 def write_docs(result: dict) -> None:
     rows = result["candidates"]
-    lines = ["| candidate | architecture | parameters | views | validation accuracy | errors | AUC | uncertain | "
+    lines = ["| candidate | architecture | parameters | views | precision | validation accuracy | errors | AUC | uncertain | "
              "model floor (img/s) | `detect` (img/s) | `detect` / model floor |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| `{r['bundle']}` ({r['runtime']}) | {r['arch']} | {r['params']:,} | {r['views']} | "
+                     f"{r.get('precision', 'float32')} | "
                      f"{100 * r['accuracy']:.2f}% | {r['errors']} | {r['roc_auc']:.4f} | {100 * r['uncertain_share']:.1f}% | "
                      f"{r['model_floor_ips']:,.0f} | {r['detect_ips']:,.0f} | {r['detect_ips'] / r['model_floor_ips']:.2f} |")
     s = result["sharpness"]
-    lines.append(f"| mean \\|Laplacian\\| (no training; library, no CLI) | - | 0 | 1 | {100 * s['accuracy']:.2f}% | "
+    lines.append(f"| mean \\|Laplacian\\| (no training; library, no CLI) | - | 0 | 1 | - | {100 * s['accuracy']:.2f}% | "
                  f"{round((1 - s['accuracy']) * result['n_val'])} | {s['roc_auc']:.4f} | - | - | {s['ips_library']:,.0f} | - |")
     made = ["| candidate | architecture | how it was trained (its bundle's record) | training seconds |", "| --- | --- | --- | --- |"]
     for r in rows:
