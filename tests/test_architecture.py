@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "realjudge"
 # Lowest first. A module belongs to the layer of its longest listed prefix; it may import its own
 # layer (without circles) and any layer below it.
 LAYERS = [
-    ("foundation", ["realjudge._version", "realjudge.errors", "realjudge.runtime"]),
+    ("foundation", ["realjudge._version", "realjudge.errors", "realjudge.runtime", "realjudge.precision"]),
     ("primitives", ["realjudge.data.decode", "realjudge.preprocess", "realjudge.calibrate", "realjudge.metrics",
                     "realjudge.perturb", "realjudge.provenance", "realjudge.card", "realjudge.records"]),
     ("data", ["realjudge.data", "realjudge.sharpness"]),
