@@ -17,7 +17,7 @@ from typing import Any
 from .calibrate import Calibration
 from .card import model_card
 from .errors import UsageError
-from .precision import PRECISIONS
+from .precision import PRECISIONS, RECORDED_DEFAULT
 from .preprocess import InputPolicy
 from .runtime import library_versions
 
@@ -39,7 +39,7 @@ class BundleInfo:
     @property
     def precision(self) -> str:
         """The model step's number format the calibration was fitted at (realjudge.precision)."""
-        return self.meta.get("precision", "float32")
+        return self.meta.get("precision", RECORDED_DEFAULT)
 
 
 def shipped_names() -> list[str]:
@@ -137,7 +137,7 @@ def load_bundle(name_or_path: str | Path, device: str = "cpu"):
         calibration = Calibration.from_json(meta["calibration"])
     except (TypeError, ValueError, KeyError) as err:
         raise UsageError(f"{path}: corrupt bundle (bad input policy or calibration: {err})") from None
-    if meta.get("precision", "float32") not in PRECISIONS:
+    if meta.get("precision", RECORDED_DEFAULT) not in PRECISIONS:
         raise UsageError(f"{path}: corrupt bundle (precision {meta['precision']!r} is not one of {', '.join(PRECISIONS)})")
     model = create_model(meta["arch"], **architecture_only(meta["arch"], meta.get("arch_kwargs", {})))
     try:

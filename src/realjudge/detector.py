@@ -150,18 +150,18 @@ def load(name_or_path: str | None = None, device: str = "auto", threshold: float
     if runtime == "onnx":
         return Detector(model, info, str(dev), threshold, open_onnx(info), onnx_note)
     try:  # auto: the onnx runtime when it is there and faster
-        onnx_det = Detector(model, info, str(dev), threshold, open_onnx(info))
+        onnx_det = Detector(model, info, str(dev), threshold, open_onnx(info), onnx_note)
     except (UsageError, ExportError) as err:
-        det.runtime_note = f"runtime auto chose torch: the onnx runtime is unavailable ({err})"
+        det.runtime_note = "; ".join(filter(None, [f"runtime auto chose torch: the onnx runtime is unavailable ({err})",
+                                                   det.runtime_note]))
         return det
     t = time_runtimes(det.logits, onnx_det.logits, info.policy.size)
     pick = onnx_det if t["onnx"] < t["torch"] else det
     other = "torch" if pick is onnx_det else "onnx"
-    pick.runtime_note = (f"runtime auto chose {pick.runtime}: {t[pick.runtime] * 1e3:.1f} ms against {other}'s "
-                         f"{t[other] * 1e3:.1f} ms on a warm-up batch of {AUTO_VIEWS} views "
-                         f"({torch.get_num_threads()} threads, torch in {det.precision})")
-    if pick is onnx_det and onnx_note:
-        pick.runtime_note += f"; {onnx_note}"
+    chose = (f"runtime auto chose {pick.runtime}: {t[pick.runtime] * 1e3:.1f} ms against {other}'s "
+             f"{t[other] * 1e3:.1f} ms on a warm-up batch of {AUTO_VIEWS} views "
+             f"({torch.get_num_threads()} threads, torch in {det.precision})")
+    pick.runtime_note = "; ".join(filter(None, [chose, pick.runtime_note]))  # a precision note stays
     return pick
 
 

@@ -5,8 +5,8 @@ when absent), because bfloat16 rounds a logit by up to a few tenths and the thre
 fitted on the logits the model step gives. On a CPU with native bfloat16 (AVX512-BF16, AMX) a small
 convolutional network runs about three times faster in it at batch sizes of a few hundred. Where the
 hardware lacks it, emulation is slower than float32, so the step runs in float32 and says so: the
-scores then differ from the calibration's by that rounding (`realjudge calibrate --precision`
-measures how many validation decisions that changes).
+scores then differ from the calibration's by that rounding (`realjudge calibrate --precision
+float32` fits a calibration for the float32 step instead).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import contextlib
 from .errors import UsageError
 
 PRECISIONS = ("float32", "bfloat16")
+RECORDED_DEFAULT = "float32"  # what a bundle that records no precision was calibrated at
 CHOICES = ("bundle", *PRECISIONS)
 
 
-def check_precision(name: str, allow_bundle: bool = True) -> str:
-    allowed = CHOICES if allow_bundle else PRECISIONS
-    if not isinstance(name, str) or name not in allowed:
-        raise UsageError(f"precision must be one of {', '.join(allowed)}, got {name!r}")
+def check_precision(name: str) -> str:
+    if not isinstance(name, str) or name not in CHOICES:
+        raise UsageError(f"precision must be one of {', '.join(CHOICES)}, got {name!r}")
     return name
 
 
@@ -39,7 +39,7 @@ def native_bfloat16(device) -> bool:
 
 def resolve(requested: str, recorded: str, device) -> tuple[str, str]:
     """(precision to run, note): `requested` is "bundle" or a precision; `recorded` the bundle's."""
-    want = recorded if check_precision(requested) == "bundle" else requested
+    want = recorded if requested == "bundle" else requested  # load() has checked `requested`
     if want == "bfloat16" and not native_bfloat16(device):
         if requested == "bfloat16":
             raise UsageError(f"precision bfloat16: {device.type} here has no native bfloat16; use float32")

@@ -2,8 +2,9 @@
 
 The temperature and threshold are kept (so every verdict outside the band stays what it was) unless
 the test-time views or the model step's precision change (`--views`, `--precision`): those give other
-logits, so the whole calibration is fitted again. The band is refitted by the local-error-rate rule of `realjudge.calibrate.fit_error_band`, and its
-coverage and accuracy outside it are recorded in the bundle's calibration and model card.
+logits, so the whole calibration is fitted again. The band is refitted by the local-error-rate rule
+of `realjudge.calibrate.fit_error_band`, and its coverage and accuracy outside it are recorded in the
+bundle's calibration and model card.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, pre
     from ..errors import UsageError
 
     det = load(bundle, device, precision=precision)
+    if det.runtime_note:  # a bfloat16 bundle on hardware without it: the refit is for float32
+        click.echo(f"realjudge: note: {det.name}: {det.runtime_note}", err=True)
     refit = views != "bundle" or det.precision != det.info.precision
     if views != "bundle":
         from dataclasses import replace
