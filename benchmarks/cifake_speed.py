@@ -4,7 +4,7 @@ The folder: 20,000 32x32 CIFAKE JPEGs written as they are, all 10,034 validation
 shipped detectors' split (sha256 of bytes, fraction 0.1) and 9,966 training images. For every
 candidate (a bundle and a runtime) the script runs
 
-    realjudge detect FOLDER --model M --runtime R --format jsonl --no-progress
+    realjudge detect FOLDER --model M --runtime R [--precision float32] --format jsonl --no-progress
 
 as a user would, and measures its wall time, start-up included. Its accuracy is read from the
 records that command printed, on the validation images alone: fake when p_fake >= the bundle's
@@ -75,9 +75,9 @@ def build_folder(out: Path, n: int, val_fraction: float = 0.1) -> dict[str, int]
     return labels
 
 
-def run_detect(folder: Path, model: str, runtime: str) -> tuple[float, list[dict]]:
+def run_detect(folder: Path, model: str, runtime: str, precision: str = "bundle") -> tuple[float, list[dict]]:
     cmd = [sys.executable, "-m", "realjudge", "detect", str(folder), "--model", model, "--runtime", runtime,
-           "--format", "jsonl", "--no-progress"]
+           "--format", "jsonl", "--no-progress"] + (["--precision", precision] if precision != "bundle" else [])
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t
@@ -139,22 +139,27 @@ def recipe(meta: dict) -> dict:
     return {"text": ", ".join(parts), "seconds": sum(h.get("seconds", 0) for h in hist)}
 
 
-def plot(rows: list[dict], out: Path) -> None:
+def plot(rows: list[dict], out: Path, cpu_count: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
-        ax.scatter(r["detect_ips"], 100 * r["accuracy"], s=40)
-        below = r["runtime"] == "onnx"  # a bundle's two runtimes share a height: labels above and below
-        ax.annotate(r["label"], (r["detect_ips"], 100 * r["accuracy"]), fontsize=7, xytext=(4, -10 if below else 4),
-                    textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    bundles = list(dict.fromkeys(r["bundle"] for r in rows))
+    markers = {"torch": "o", "torch-float32": "s", "onnx": "^"}
+    for r in rows:  # colour: the bundle; marker: how its model step ran
+        ax.scatter(r["detect_ips"], 100 * r["accuracy"], s=45, color=f"C{bundles.index(r['bundle'])}",
+                   marker=markers.get(r["runtime"], "x"), label=f"{r['bundle']} ({r['runtime']})")
+    ax.legend(fontsize=7, loc="lower left")
     ax.axvline(TARGET_IPS, ls="--", color="grey", lw=1)
     ax.set(xscale="log", xlabel="realjudge detect, images/s end to end (log)", ylabel="validation accuracy (%)",
-           title="CIFAKE: accuracy against throughput (2 CPU cores)" if os.cpu_count() == 2 else
-           f"CIFAKE: accuracy against throughput ({os.cpu_count()} CPU cores)")
+           title=f"CIFAKE: accuracy against throughput ({cpu_count} CPU cores)")
+    lo, hi = ax.get_xlim()  # round numbers of images/s, not powers of ten
+    ax.set_xticks([t for t in (100, 200, 500, 1000, 2000, 5000, 10000, 20000) if lo <= t <= hi])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -166,7 +171,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--bundle", action="append", default=[], metavar="LABEL=PATH",
                     help="another candidate bundle (e.g. a training run's bundle); repeatable")
-    ap.add_argument("--runtimes", default="torch,onnx")
+    ap.add_argument("--runtimes", default="torch,torch-float32,onnx",
+                    help="torch (at the bundle's precision), torch-float32 (only for bundles calibrated at another "
+                         "precision), onnx")
     ap.add_argument("--repeats", type=int, default=2, help="model floor: best of this many passes")
     ap.add_argument("--floor-images", type=int, default=4000, help="model floor: images of the folder it scores")
     ap.add_argument("--no-docs", action="store_true")
@@ -174,7 +181,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.from_json:
         result = json.loads((DOCS / "cifake" / "speed.json").read_text())
-        plot(result["candidates"], DOCS / "img" / "cifake_speed.png")
+        plot(result["candidates"], DOCS / "img" / "cifake_speed.png", result["cpu_count"])
         return write_docs(result)
 
     import torch
@@ -182,6 +189,7 @@ def main() -> None:
     import realjudge
     from realjudge.data.inputs import expand_inputs
     from realjudge.pipeline import prepare
+    from realjudge.precision import resolve as resolve_precision
     from realjudge.router import Router
     from realjudge.runtime import library_versions
 
@@ -205,14 +213,17 @@ def main() -> None:
 
         rows = []
         for label, model in candidates:
-            for runtime in runtimes:
-                det = realjudge.load(model, device="cpu", runtime=runtime)
+            for mode in runtimes:
+                runtime, _, forced = mode.partition("-")
+                det = realjudge.load(model, device="cpu", runtime=runtime, precision=forced or "bundle")
+                if forced and resolve_precision("bundle", det.info.precision, torch.device("cpu"))[0] == forced:
+                    continue  # the same as its torch row
                 n_views = len(det.policy.test_time_views(views[:1]))
                 some = views[:args.floor_images]  # the floor is a rate: a share of the images measures it
                 all_views = np.concatenate(det.policy.test_time_views(some)) if n_views > 1 else some
                 floor = len(some) / model_floor(det, all_views, args.repeats)
-                seconds, records = run_detect(folder, model, runtime)
-                row = {"label": f"{label} ({runtime})", "bundle": label, "runtime": runtime, "arch": det.info.arch,
+                seconds, records = run_detect(folder, model, runtime, forced or "bundle")
+                row = {"label": f"{label} ({mode})", "bundle": label, "runtime": mode, "arch": det.info.arch,
                        "arch_kwargs": det.info.arch_kwargs, "recipe": recipe(det.info.meta),
                        "params": sum(p.numel() for p in det.model.parameters()), "views": n_views,
                        "precision": det.precision if runtime == "torch" else "float32",
@@ -230,7 +241,7 @@ def main() -> None:
         return
     (DOCS / "cifake").mkdir(parents=True, exist_ok=True)
     (DOCS / "cifake" / "speed.json").write_text(json.dumps(result, indent=2, default=float))
-    plot(rows, DOCS / "img" / "cifake_speed.png")
+    plot(rows, DOCS / "img" / "cifake_speed.png", result["cpu_count"])
     write_docs(result)
 
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The shipped CIFAKE detectors, end to end on one machine (docs/CIFAKE.md; `--resume` continues a killed step):
-#   runs/cifake-a/bundle  configs/cifake-resnet.json, then configs/cifake-resnet-finetune.json from its bundle
-#                         -> shipped `cifake-accurate` (the best validation accuracy of the candidates)
-#   runs/cifake-b/bundle  a second network: configs/cifake-resnet-b.json
-#   runs/cifake-ensemble  the mean of the two, calibrated on validation: the teacher
-#   runs/cifake-fast      the fast student distilled from it           -> shipped `cifake`
-# Shipping (copy, rename cifake-a to cifake-accurate) and the figures: docs/CIFAKE.md.
+#   runs/cifake-a/bundle    configs/cifake-resnet.json, then configs/cifake-resnet-finetune.json from its bundle
+#   runs/cifake-shipped/    its network recalibrated on validation for the model step in bfloat16:
+#     cifake-accurate       on its six test-time views                    -> shipped `cifake-accurate`
+#     cifake                on the image and its mirror                   -> shipped `cifake` (the default)
+#   runs/cifake-b/bundle    a second network: configs/cifake-resnet-b.json
+#   runs/cifake-ensemble    the mean of the two, calibrated on validation: a teacher
+#   runs/cifake-fast        a small student distilled from it (the default until bfloat16 made the accurate one fast)
+# Shipping (copy runs/cifake-shipped/* to src/realjudge/shipped/) and the figures: docs/CIFAKE.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() {  # step RUN_DIR CONFIG: train, or continue a run that was interrupted
@@ -17,6 +19,13 @@ if [ ! -f runs/cifake-a/bundle/bundle.json ]; then
   step runs/cifake-resnet-v2 configs/cifake-resnet.json
   step runs/cifake-a configs/cifake-resnet-finetune.json
 fi
+for views in bundle mirror; do  # the shipped pair: calibrated for bfloat16 (on a CPU without it: float32, with a note)
+  name=$([ "$views" = mirror ] && echo cifake || echo cifake-accurate)
+  if [ ! -f "runs/cifake-shipped/$name/bundle.json" ]; then
+    realjudge calibrate runs/cifake-a/bundle --views "$views" --precision bfloat16 --name "$name" \
+      --card "configs/$name-card.json" --out "runs/cifake-shipped/$name"
+  fi
+done
 step runs/cifake-b configs/cifake-resnet-b.json
 if [ ! -f runs/cifake-ensemble/bundle/bundle.json ]; then
   realjudge ensemble runs/cifake-a/bundle runs/cifake-b/bundle --out runs/cifake-ensemble/bundle \

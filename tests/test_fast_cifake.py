@@ -182,6 +182,30 @@ def test_calibrate_with_new_views_refits_the_whole_calibration(tiny_bundle, tiny
     assert len(det.predict([str(p) for p in imgs])) == 3
 
 
+def test_calibrate_names_the_refitted_bundle_and_takes_its_card(tiny_bundle, tiny_flat, tmp_path):
+    """How a recalibrated bundle ships under another name: --name and --card, checked before any scoring."""
+    from click.testing import CliRunner
+
+    import realjudge
+    from realjudge.cli import main
+
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"notes": "The tiny network on mirrored views."}))
+    res = CliRunner().invoke(main, ["calibrate", str(tiny_bundle), "--data", str(tiny_flat), "--views", "mirror",
+                                    "--out", str(tmp_path / "named"), "--name", "tiny-mirror", "--card", str(card)])
+    assert res.exit_code == 0, res.output
+    det = realjudge.load(str(tmp_path / "named"), device="cpu")
+    assert det.name == "tiny-mirror" and det.info.meta["notes"] == "The tiny network on mirrored views."
+    card_md = (tmp_path / "named" / "MODEL_CARD.md").read_text()
+    assert card_md.startswith("# tiny-mirror") and "The tiny network on mirrored views." in card_md
+    assert "Recalibrated" not in card_md  # the card's notes replace the automatic one
+    res = CliRunner().invoke(main, ["calibrate", str(tiny_bundle), "--name", "x"])
+    assert res.exit_code == 2 and "give --out" in res.output
+    card.write_text(json.dumps({"note": "typo"}))
+    res = CliRunner().invoke(main, ["calibrate", str(tiny_bundle), "--out", str(tmp_path / "typo"), "--card", str(card)])
+    assert res.exit_code == 2 and f"{card}: unknown field(s) note" in res.output and not (tmp_path / "typo").exists()
+
+
 def test_folding_leaves_a_model_that_cannot_be_copied_alone():
     import threading
 

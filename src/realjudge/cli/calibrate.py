@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from ..precision import PRECISIONS
+from .options import card_option, read_card
 
 
 @click.command("calibrate")
@@ -39,9 +40,12 @@ from ..precision import PRECISIONS
 @click.option("--precision", type=click.Choice(["bundle", *PRECISIONS]), default="bundle", show_default=True,
               help="The torch model step's number format to calibrate for (realjudge.precision); another than the "
                    "bundle's refits the whole calibration and is recorded in the bundle.")
+@click.option("--name", default=None, help="Detector name recorded in the refitted bundle (default: the bundle's own).")
+@card_option()
 @click.option("--device", default="auto", show_default=True)
 @click.option("--progress/--no-progress", default=None)
-def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, precision, device, progress):
+def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, precision, name, card_file, device,
+            progress):
     """Refit the uncertain band on the bundle's validation split (the same split its training used);
     with --views none|mirror or another --precision, the whole calibration."""
     import numpy as np
@@ -52,6 +56,9 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, pre
     from ..detector import load
     from ..errors import UsageError
 
+    if (name or card_file) and not out_dir:
+        raise UsageError("--name and --card describe the refitted bundle: give --out")
+    card_text = read_card(card_file) or {}
     det = load(bundle, device, precision=precision)
     if det.runtime_note:  # a bfloat16 bundle on hardware without it: the refit is for float32
         click.echo(f"realjudge: note: {det.name}: {det.runtime_note}", err=True)
@@ -65,7 +72,8 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, pre
                        precision=det.precision)
     if scores_in:
         stored = np.load(scores_in, allow_pickle=False)
-        return _finish(bundle, det, stored["labels"], stored["logits"], band_error, out_dir, [], refit)
+        return _finish(bundle, det, stored["labels"], stored["logits"], band_error, out_dir, [], refit,
+                       name, card_text)
     meta = det.info.meta
     config = meta.get("training_config") or {}
     fraction = config.get("val_fraction")
@@ -119,12 +127,14 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, pre
     y, z = np.array(labels), np.array(logits, np.float64)
     if scores_out:
         np.savez(scores_out, logits=z, labels=y, locators=np.array(kept))
-    _finish(bundle, det, y, z, band_error, out_dir, errors, refit)
+    _finish(bundle, det, y, z, band_error, out_dir, errors, refit, name, card_text)
 
 
-def _finish(bundle, det, y, z, band_error, out_dir, errors, new_views: bool = False) -> None:
+def _finish(bundle, det, y, z, band_error, out_dir, errors, new_views: bool = False, name: str | None = None,
+            card_text: dict | None = None) -> None:
     """Refit the band on validation logits `z` and labels `y` (with `new_views`, the whole calibration
-    and the validation metrics), report it, and write the bundle to `out_dir`."""
+    and the validation metrics), report it, and write the bundle to `out_dir`, named `name` and with
+    `card_text`'s fields in place of the bundle's own (notes given there replace the automatic note)."""
     from ..bundle import _read_bundle_files, resolve_bundle_path
     from ..calibrate import band_figures, refit_band
     from ..card import band_fit_line, model_card
@@ -167,7 +177,8 @@ def _finish(bundle, det, y, z, band_error, out_dir, errors, new_views: bool = Fa
                          "val_metrics": metrics, "notes": (meta_old.get("notes", "") + " " + note).strip()}
         elif "uncertain_share" in meta_new.get("val_metrics", {}):
             meta_new["val_metrics"] = meta_new["val_metrics"] | {"uncertain_share": 1.0 - new.band_fit["coverage"]}
-        if card == model_card(meta_old) or metrics is not None:
+        meta_new |= ({"name": name} if name else {}) | (card_text or {})
+        if card == model_card(meta_old) or metrics is not None or name or card_text:
             card = model_card(meta_new)
         else:  # a hand-edited card: change the band's figures only
             card = re.sub(r"uncertain band \([0-9.]+, [0-9.]+\)\.(\nBand: [^\n]*)?",

@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..calibrate import THRESHOLD_RULES
+from .options import card_option, read_card
 
 
 @click.command("ensemble")
@@ -19,8 +20,7 @@ from ..calibrate import THRESHOLD_RULES
 @click.option("--threshold-rule", type=click.Choice(THRESHOLD_RULES), default="balanced", show_default=True,
               help="balanced: best balanced accuracy (raised to --min-real-accuracy); real_accuracy: exactly the "
                    "threshold that keeps --min-real-accuracy of validation reals real.")
-@click.option("--card", "card_file", type=click.Path(dir_okay=False),
-              help="JSON file with the model card's intended_input, failure_modes and notes.")
+@card_option()
 @click.option("--progress/--no-progress", default=None)
 def command(bundles, out_dir, name, data, min_real_accuracy, threshold_rule, card_file, progress):
     """Average the logits of BUNDLES (two or more, same input policy and validation split) and
@@ -29,20 +29,9 @@ def command(bundles, out_dir, name, data, min_real_accuracy, threshold_rule, car
     from ..train.stacking import combine
 
     show = sys.stderr.isatty() if progress is None else progress
-    out = combine(list(bundles), out_dir, name, list(data) or None, show, min_real_accuracy, _card(card_file),
+    out = combine(list(bundles), out_dir, name, list(data) or None, show, min_real_accuracy, read_card(card_file),
                   threshold_rule)
     m = load_bundle(out)[1].meta["val_metrics"]
     click.echo(f"bundle: {out}")
     click.echo(f"validation: accuracy {m['accuracy']:.4f}, AUC {m['roc_auc']:.4f}, uncertain share {m['uncertain_share']:.4f}")
 
-
-def _card(path: str | None) -> dict | None:
-    if path is None:
-        return None
-    from ..errors import UsageError
-    from ..train.config import read_json_object
-
-    card = read_json_object(path, "card")
-    if not all(isinstance(v, str) for v in card.values()):
-        raise UsageError(f"{path}: a card must be a JSON object of strings")
-    return card

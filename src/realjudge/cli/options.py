@@ -39,3 +39,18 @@ def precision_option():
     return click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="bundle", show_default=True,
                         help="The torch model step's number format: the one the bundle's calibration was fitted at "
                              "(float32 where this hardware lacks native bfloat16, with a note), or float32 or bfloat16.")
+
+
+def card_option():
+    """`--card FILE`: the model card's hand-written text (realjudge.card.CARD_FIELDS) from a JSON file."""
+    return click.option("--card", "card_file", type=click.Path(dir_okay=False),
+                        help="JSON file with the model card's intended_input, failure_modes and notes.")
+
+
+def read_card(path: str | None) -> dict[str, str] | None:
+    if path is None:
+        return None
+    from ..card import check_card
+    from ..train.config import read_json_object
+
+    return check_card(read_json_object(path, "card"), path)

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..card import check_card
 from ..errors import UsageError
-
-CARD_FIELDS = ("intended_input", "failure_modes", "notes")
 
 
 def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] | None = None,
@@ -32,9 +31,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
 
     if len(bundles) < 2:
         raise UsageError("an ensemble needs at least two bundles")
-    unknown = sorted(set(card or {}) - set(CARD_FIELDS))
-    if unknown:
-        raise UsageError(f"model card: unknown field(s) {', '.join(unknown)}; known: {', '.join(CARD_FIELDS)}")
+    check_card(card or {})
     loaded = [load_bundle(b) for b in bundles]
     policy = loaded[0][1].policy
     configs = [info.meta.get("training_config", {}) for _, info in loaded]
