@@ -130,7 +130,9 @@ def recipe(meta: dict) -> dict:
         return {"text": "mean logit of " + "; ".join(m["text"] for m in members),
                 "seconds": sum(m["seconds"] for m in members)}
     cfg, hist = meta.get("training_config", {}), meta.get("training", {}).get("history", [])
-    parts = [f"{len(hist)} epochs", cfg.get("precision", "fp32")]
+    from realjudge.precision import RECORDED_DEFAULT, canonical
+
+    parts = [f"{len(hist)} epochs", f"trained in {canonical(cfg.get('precision', RECORDED_DEFAULT))}"]
     if cfg.get("init_from"):
         parts.append(f"from `{cfg['init_from']}`")
     if cfg.get("distill_from"):

@@ -18,6 +18,12 @@ from .errors import UsageError
 PRECISIONS = ("float32", "bfloat16")
 RECORDED_DEFAULT = "float32"  # what a bundle that records no precision was calibrated at
 CHOICES = ("bundle", *PRECISIONS)
+SPELLINGS = {"fp32": "float32", "bf16": "bfloat16"}  # training configs written before the two vocabularies met
+
+
+def canonical(name: str) -> str:
+    """`name` in the PRECISIONS vocabulary (an older spelling translated; anything else unchanged)."""
+    return SPELLINGS.get(name, name)
 
 
 def check_precision(name: str) -> str:

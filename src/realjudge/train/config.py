@@ -10,6 +10,7 @@ from typing import Any
 from ..calibrate import check_threshold_rule
 from ..data.samples import compile_group_pattern
 from ..errors import SourceError, UsageError
+from ..precision import PRECISIONS, canonical
 
 
 @dataclass
@@ -67,9 +68,10 @@ class TrainConfig:
     # for both classes, to hide the size and quality differences between them.
     train_patches: int = 0
     patch_augment: list[str] = field(default_factory=list)
-    # "bf16": forward and backward under bfloat16 autocast (batch norm and the loss stay float32);
-    # about twice as fast on CPUs with AVX512-BF16 and on recent GPUs. Validation runs in float32.
-    precision: str = "fp32"
+    # "bfloat16" ("bf16" in older configs): forward and backward under bfloat16 autocast (batch norm
+    # and the loss stay float32); about twice as fast on CPUs with AVX512-BF16 and on recent GPUs.
+    # Validation runs in float32.
+    precision: str = "float32"
     # Knowledge distillation: bundles whose averaged logits (each with its own test-time views, on
     # the unaugmented training images) become soft targets, blended with the labels as
     # (1 - distill_weight) * label + distill_weight * sigmoid(teacher_logit / distill_temperature).
@@ -83,6 +85,7 @@ class TrainConfig:
         self.patch_augment = list(self.patch_augment)
         self.augment = list(self.augment)
         self.distill_from = list(self.distill_from)
+        self.precision = canonical(self.precision)
         self.validate()
 
     def validate(self) -> None:
@@ -108,7 +111,7 @@ class TrainConfig:
         except UsageError as err:
             need(False, str(err))
         need(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        need(self.precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {self.precision!r}")
+        need(self.precision in PRECISIONS, f"precision must be float32 or bfloat16 (or fp32, bf16), got {self.precision!r}")
         need(0.0 <= self.distill_weight <= 1.0, f"distill_weight must be in [0, 1], got {self.distill_weight}")
         need(self.distill_temperature > 0, f"distill_temperature must be > 0, got {self.distill_temperature}")
         need(self.train_patches >= 0, f"train_patches must be >= 0, got {self.train_patches}")

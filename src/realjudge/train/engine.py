@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import UsageError
 from ..metrics import binary_metrics
 from ..models.registry import create_model, get_entry
+from ..precision import autocast
 from ..preprocess import InputPolicy
 from ..runtime import library_versions
 from . import distributed
@@ -191,7 +192,7 @@ class Trainer:
         target = y if self.soft is None else torch.from_numpy(self.soft[rows[mine]]).to(self.device)
         for g in opt.param_groups:
             g["lr"] = lr
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        with autocast(cfg.precision, self.device):
             loss, logits = step(x, target)
         loss, logits = loss.float(), logits.float()
         opt.zero_grad(set_to_none=True)
@@ -228,7 +229,7 @@ class Trainer:
                     raise UsageError(f"distill_from: {teacher} reads {info.policy.kind} {info.policy.size} px views, "
                                      f"the student {self.policy.kind} {self.policy.size} px")
                 # Soft targets tolerate bfloat16's rounding (~0.1 in a logit); the run's precision applies.
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                with autocast(cfg.precision, self.device):
                     total += predict_logits(model.to(memory_format=torch.channels_last), info.policy,
                                             split.train.pixels, self.device)
             logits = (total / len(cfg.distill_from)).astype(np.float32)
