@@ -74,7 +74,9 @@ def test_calibrate_for_another_precision_records_it_and_refits(tiny_bundle, tiny
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "bundle.json").read_text())
     assert meta["precision"] == "bfloat16" and json.loads(res.stdout)["precision"] == "bfloat16"
-    assert "in bfloat16" in (out / "MODEL_CARD.md").read_text()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "in bfloat16" in card and "Fitted on the logits of the model step in bfloat16" in card
+    assert "Fitted on the logits" not in (tiny_bundle / "MODEL_CARD.md").read_text()  # float32 says nothing
     det = realjudge.load(str(out), device="cpu")
     stored = np.load(tmp_path / "val.npz", allow_pickle=False)
     from realjudge.train.scoring import metrics_at

@@ -36,6 +36,9 @@ def model_card(meta: dict[str, Any]) -> str:
     if pol.get("mirror"):
         policy += "; every view is also scored mirrored left-right, logits averaged"
     cal = meta["calibration"]
+    # Only a bfloat16 bundle says so: float32 is the unrecorded default, and older cards stay as written.
+    fitted_at = (" Fitted on the logits of the model step in bfloat16, which it runs in where the hardware has native "
+                 "bfloat16 (float32 elsewhere, with a note)." if meta.get("precision") == "bfloat16" else "")
     notes = f"\n## Notes\n{meta['notes']}\n" if meta.get("notes") else ""
     return f"""# {meta['name']}
 
@@ -50,7 +53,7 @@ Architecture `{meta['arch']}` {json.dumps(meta['arch_kwargs'])}, trained by real
 
 ## Calibration (validation split)
 Temperature {cal['temperature']:.3f}{f"; logit offset {cal['offset']:+.3f} (the threshold reads 0.5)" if cal.get('offset') else ''}; threshold {cal['threshold']:.4f} on p_fake, chosen for
-{cal.get('rule', 'balanced accuracy')}; uncertain band ({cal['uncertain_band'][0]:.4f}, {cal['uncertain_band'][1]:.4f}).{band_fit_line(cal.get('band_fit'))}
+{cal.get('rule', 'balanced accuracy')}; uncertain band ({cal['uncertain_band'][0]:.4f}, {cal['uncertain_band'][1]:.4f}).{band_fit_line(cal.get('band_fit'))}{fitted_at}
 
 ## Validation metrics (fake = positive, at the calibrated threshold)
 | metric | value |
