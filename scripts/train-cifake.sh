@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The shipped CIFAKE detectors, end to end on one machine (docs/CIFAKE.md; `--resume` continues a killed step):
 #   runs/cifake-a/bundle    configs/cifake-resnet.json, then configs/cifake-resnet-finetune.json from its bundle
+#   runs/cifake-a2/bundle   configs/cifake-resnet-finetune2.json: 12 more epochs from runs/cifake-a/bundle
 #   runs/cifake-shipped/    its network recalibrated on validation for the model step in bfloat16:
 #     cifake-accurate       on its six test-time views                    -> shipped `cifake-accurate`
 #     cifake                on the image and its mirror                   -> shipped `cifake` (the default)
@@ -19,10 +20,11 @@ if [ ! -f runs/cifake-a/bundle/bundle.json ]; then
   step runs/cifake-resnet-v2 configs/cifake-resnet.json
   step runs/cifake-a configs/cifake-resnet-finetune.json
 fi
+step runs/cifake-a2 configs/cifake-resnet-finetune2.json
 for views in bundle mirror; do  # the shipped pair: calibrated for bfloat16 (on a CPU without it: float32, with a note)
   name=$([ "$views" = mirror ] && echo cifake || echo cifake-accurate)
   if [ ! -f "runs/cifake-shipped/$name/bundle.json" ]; then
-    realjudge calibrate runs/cifake-a/bundle --views "$views" --precision bfloat16 --name "$name" \
+    realjudge calibrate runs/cifake-a2/bundle --views "$views" --precision bfloat16 --name "$name" \
       --card "configs/$name-card.json" --out "runs/cifake-shipped/$name"
   fi
 done

@@ -117,3 +117,18 @@ def test_prepare_never_raises_and_names_what_it_could_not_read(tiny_bundle):
     good = pipeline.prepare(make_images(1)[0][0], "a", router, keep_pixels=True)
     assert good.error is None and good.model == router.small and good.pixels.shape == (32, 32, 3)
     assert good.views.shape[1:] == (32, 32, 3)
+
+
+def test_cpu_passes_split_a_batch_without_changing_a_logit(tiny_bundle, monkeypatch):
+    """The torch step on the CPU scores a batch in passes of CPU_PASS_PIXELS: the same logits, in order."""
+    from realjudge import detector
+
+    det = load(str(tiny_bundle), device="cpu")
+    views = np.random.default_rng(1).integers(0, 256, (11, 32, 32, 3), dtype=np.uint8)
+    whole = det.logits(views)
+    calls = []
+    real = det._folded.forward
+    monkeypatch.setattr(det._folded, "forward", lambda x: calls.append(len(x)) or real(x))
+    monkeypatch.setattr(detector, "CPU_PASS_PIXELS", 4 * 32 * 32)
+    np.testing.assert_allclose(det.logits(views), whole, rtol=1e-5, atol=1e-5)
+    assert calls == [4, 4, 3]

@@ -24,6 +24,12 @@ from .records import RECORD_FIELDS, Record  # noqa: F401  (RECORD_FIELDS: the CL
 from .router import NATURAL_MODEL, SMALL_MODEL, Router
 
 
+# On the CPU a forward pass whose activations outgrow the cache runs slower per view: the torch step
+# takes at most this many input pixels a pass (64 views of 32 px, 16 of 64 px), whatever the batch
+# (benchmarks/cpu_pass_size.py). GPUs take the whole batch.
+CPU_PASS_PIXELS = 64 * 32 * 32
+
+
 class Detector:
     """A loaded bundle. `predict` takes a path, bytes, a PIL image, an array, or a list of them."""
 
@@ -76,8 +82,9 @@ class Detector:
             from .models.folding import fold_batchnorm
 
             self._folded = fold_batchnorm(self.model, x)
+        step = len(x) if x.device.type != "cpu" else max(1, CPU_PASS_PIXELS // (x.shape[2] * x.shape[3]))
         with torch.inference_mode(), autocast(self.precision, x.device):
-            return self._folded(x).float().cpu().numpy()
+            return np.concatenate([self._folded(x[i:i + step]).float().cpu().numpy() for i in range(0, len(x), step)])
 
     def predict(self, inputs: Any, names: list[str] | None = None, threshold: float | None = None,
                 batch_size: int = 256, verdict: str = "pixels", provenance: bool = True) -> Record | list[Record]:
