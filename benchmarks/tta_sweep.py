@@ -79,8 +79,8 @@ def main() -> None:
     table = "\n".join(f"| {r['policy']} | {r['views']} | {r['errors']} | {r['accuracy']:.4f} | {r['roc_auc']:.5f} |" for r in rows)
     body = f"""## Test-time views of `{det.name}`, chosen on validation
 
-Command: `python benchmarks/tta_sweep.py` ({len(val.labels)} validation images of the bundle's own split;
-each candidate recalibrated on it as training does). Views are forward passes per image, so they
+Command: `python benchmarks/tta_sweep.py --model {args.model}` ({len(val.labels)} validation images of the bundle's own split;
+each candidate recalibrated on it as training does; the model step in float32, through the training engine). Views are forward passes per image, so they
 divide throughput; shifts move pixels with a reflected edge, nothing is resampled.
 
 | test-time views | views | errors | accuracy | ROC-AUC |
