@@ -182,6 +182,20 @@ def test_calibrate_with_new_views_refits_the_whole_calibration(tiny_bundle, tiny
     assert len(det.predict([str(p) for p in imgs])) == 3
 
 
+def test_calibrate_can_choose_ten_views(tiny_bundle, tiny_flat, tmp_path):
+    from click.testing import CliRunner
+
+    import realjudge
+    from realjudge.cli import main
+
+    res = CliRunner().invoke(main, ["calibrate", str(tiny_bundle), "--data", str(tiny_flat), "--views", "mirror-shift4",
+                                    "--out", str(tmp_path / "ten")])
+    assert res.exit_code == 0, res.output
+    det = realjudge.load(str(tmp_path / "ten"), device="cpu")
+    assert det.policy.mirror and sorted(det.policy.shifts) == [(-1, 0), (0, -1), (0, 1), (1, 0)]
+    assert "Recalibrated for 10 test-time views" in (tmp_path / "ten" / "MODEL_CARD.md").read_text()
+
+
 def test_calibrate_names_the_refitted_bundle_and_takes_its_card(tiny_bundle, tiny_flat, tmp_path):
     """How a recalibrated bundle ships under another name: --name and --card, checked before any scoring."""
     from click.testing import CliRunner

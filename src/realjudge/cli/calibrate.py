@@ -20,6 +20,10 @@ import click
 from ..precision import PRECISIONS
 from .options import card_option, read_card
 
+# The test-time views `--views` can choose (benchmarks/tta_sweep.py compares them on a bundle's validation split).
+VIEW_CHOICES = {"none": {}, "mirror": {"mirror": True},
+                "mirror-shift4": {"mirror": True, "shifts": ((1, 0), (-1, 0), (0, 1), (0, -1))}}
+
 
 @click.command("calibrate")
 @click.argument("bundle")
@@ -33,10 +37,11 @@ from .options import card_option, read_card
               help="Also write the validation logits and labels here (.npz), to study the band without rescoring.")
 @click.option("--from-scores", "scores_in", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Refit from logits and labels written earlier by --scores for this bundle (nothing is rescored).")
-@click.option("--views", type=click.Choice(["bundle", "none", "mirror"]), default="bundle", show_default=True,
+@click.option("--views", type=click.Choice(["bundle", *VIEW_CHOICES]), default="bundle", show_default=True,
               help="Test-time views: the bundle's own (only the band is refitted), or a new choice: none (one view "
-                   "per image) or mirror; a new choice refits the temperature, the threshold and the band, and "
-                   "rewrites the validation metrics.")
+                   "per image), mirror, or mirror-shift4 (the mirror and 1-px shifts in four directions: ten views); "
+                   "a new choice refits the temperature, the threshold and the band, and rewrites the validation "
+                   "metrics.")
 @click.option("--precision", type=click.Choice(["bundle", *PRECISIONS]), default="bundle", show_default=True,
               help="The torch model step's number format to calibrate for (realjudge.precision); another than the "
                    "bundle's refits the whole calibration and is recorded in the bundle.")
@@ -47,7 +52,7 @@ from .options import card_option, read_card
 def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, precision, name, card_file, device,
             progress):
     """Refit the uncertain band on the bundle's validation split (the same split its training used);
-    with --views none|mirror or another --precision, the whole calibration."""
+    with another --views or --precision, the whole calibration."""
     import numpy as np
     from tqdm import tqdm
 
@@ -68,7 +73,7 @@ def command(bundle, data, out_dir, band_error, scores_out, scores_in, views, pre
 
         from ..detector import Detector
 
-        det = Detector(det.model, replace(det.info, policy=det.policy.with_views(mirror=views == "mirror")), det.device,
+        det = Detector(det.model, replace(det.info, policy=det.policy.with_views(**VIEW_CHOICES[views])), det.device,
                        precision=det.precision)
     if scores_in:
         stored = np.load(scores_in, allow_pickle=False)
