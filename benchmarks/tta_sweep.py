@@ -19,14 +19,14 @@ import time
 import numpy as np
 
 import realjudge
-from realjudge.preprocess import shift_views
+from realjudge.preprocess import ONE_PX_SHIFTS, shift_views
 from realjudge.train.batches import load_split
 from realjudge.train.config import TrainConfig
 from realjudge.train.scoring import calibrated_metrics, predict_logits
 
 from _common import write_section
 
-ONE = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+ONE = list(ONE_PX_SHIFTS)
 TWO = [(2 * dx, 2 * dy) for dx, dy in ONE]
 CANDIDATES = {  # name -> (shifts, mirror)
     "none": ((), False),

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .errors import UsageError
+
 CARD_FIELDS = ("intended_input", "failure_modes", "notes")  # the card's hand-written text, kept in bundle.json
 
 
 def check_card(card: dict[str, Any], where: str = "model card") -> dict[str, str]:
     """`card` if it holds only CARD_FIELDS, each a string; else a UsageError naming `where`."""
-    from .errors import UsageError
-
     unknown = sorted(set(card) - set(CARD_FIELDS))
     if unknown:
         raise UsageError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(CARD_FIELDS)}")

@@ -25,6 +25,9 @@ from PIL import Image
 
 from .errors import UsageError
 
+# Test-time shifts of one pixel in the four directions (pixels moved, edge reflected: nothing resampled).
+ONE_PX_SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+
 FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import click
 
-from ..precision import PRECISIONS
+from ..precision import CHOICES as PRECISION_CHOICES
+from ..preprocess import ONE_PX_SHIFTS
 from .options import card_option, read_card
 
 # The test-time views `--views` can choose (benchmarks/tta_sweep.py compares them on a bundle's validation split).
-VIEW_CHOICES = {"none": {}, "mirror": {"mirror": True},
-                "mirror-shift4": {"mirror": True, "shifts": ((1, 0), (-1, 0), (0, 1), (0, -1))}}
+VIEW_CHOICES = {"none": {}, "mirror": {"mirror": True}, "mirror-shift4": {"mirror": True, "shifts": ONE_PX_SHIFTS}}
 
 
 @click.command("calibrate")
@@ -42,7 +42,7 @@ VIEW_CHOICES = {"none": {}, "mirror": {"mirror": True},
                    "per image), mirror, or mirror-shift4 (the mirror and 1-px shifts in four directions: ten views); "
                    "a new choice refits the temperature, the threshold and the band, and rewrites the validation "
                    "metrics.")
-@click.option("--precision", type=click.Choice(["bundle", *PRECISIONS]), default="bundle", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="bundle", show_default=True,
               help="The torch model step's number format to calibrate for (realjudge.precision); another than the "
                    "bundle's refits the whole calibration and is recorded in the bundle.")
 @click.option("--name", default=None, help="Detector name recorded in the refitted bundle (default: the bundle's own).")
