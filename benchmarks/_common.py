@@ -47,6 +47,18 @@ def write_section(file: str | Path, key: str, body: str, title: str = RESULTS_TI
     return path
 
 
+def photo_like(side: int, seed: int, noise: float = 6.0):
+    """Photo-like RGB pixels: smooth colour gradients plus sensor-like noise of sd `noise` (uint8, side x side)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    phase = rng.uniform(0, 6, 3)
+    base = np.stack([120 + 80 * np.sin(3 * xx + phase[0]), 110 + 70 * np.cos(2 * yy + phase[1]),
+                     100 + 60 * np.sin(2 * xx + 3 * yy + phase[2])], -1)
+    return np.clip(base + rng.normal(0, noise, (side, side, 3)), 0, 255).astype(np.uint8)
+
+
 def cifake_like_jpegs(n: int, seed: int = 0) -> list[bytes]:
     """32x32 JPEGs with smooth content and sensor-like noise: the size and format of CIFAKE files.
 

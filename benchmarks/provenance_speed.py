@@ -13,25 +13,19 @@ from __future__ import annotations
 import argparse
 import io
 
-import numpy as np
 from PIL import Image
 
 import realjudge
 from realjudge import provenance
 from realjudge.data.decode import decode_bytes
 
-from _common import best_of, write_section
+from _common import best_of, photo_like, write_section
 
 TARGET = 0.10
 
 
 def photo_jpeg(side: int, seed: int, with_exif: bool) -> bytes:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:side, 0:side] / side
-    phase = rng.uniform(0, 6, 3)
-    base = np.stack([120 + 80 * np.sin(3 * xx + phase[0]), 110 + 70 * np.cos(2 * yy + phase[1]),
-                     100 + 60 * np.sin(2 * xx + 3 * yy + phase[2])], -1)
-    arr = np.clip(base + rng.normal(0, 6, (side, side, 3)), 0, 255).astype(np.uint8)
+    arr = photo_like(side, seed)
     buf = io.BytesIO()
     kw = {}
     if with_exif:

@@ -61,6 +61,22 @@ def test_efficientnet_lite0_pretrained_weights_load():
     assert full.trunk.feature_dim == 1280
 
 
+def test_efficientnet_stem_stride_1_keeps_the_weights_at_twice_the_resolution():
+    """stem_stride=1: the same ImageNet stem kernel, a 32x32 input kept at 32x32 after the stem (16x16
+    at the usual stride 2), so every later map is twice as large; anything but 1 or 2 is refused."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from realjudge.errors import UsageError
+
+    usual = create_model("efficientnet-lite0", blocks=3, pretrained=False)
+    fine = create_model("efficientnet-lite0", blocks=3, pretrained=False, stem_stride=1)
+    fine.load_state_dict(usual.state_dict())  # the same parameters, only the stride differs
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert usual.trunk.feature_map(x).shape[-2:] == (8, 8) and fine.trunk.feature_map(x).shape[-2:] == (16, 16)
+    with pytest.raises(UsageError, match="stem_stride must be 1 or 2"):
+        create_model("efficientnet-lite0", blocks=3, pretrained=False, stem_stride=4)
+
+
 @pytest.mark.parametrize("arch,kwargs,augment", [
     ("npr", {"widths": [8, 16], "blocks": [1, 1], "strides": [2, 2]}, ["hflip"]),
     ("cnnspot", {"backbone": "resnet", "widths": [8, 16]}, ["hflip", "blur", "jpeg"]),

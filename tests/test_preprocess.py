@@ -56,3 +56,12 @@ def test_validation_scoring_averages_the_same_views_as_detection(tiny_bundle, ti
     imgs = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in sorted((tiny_flat / "fake").iterdir())[:3]])
     expected = [r.logit for r in det.predict(list(imgs))]
     assert predict_logits(det.model, det.policy, imgs) == pytest.approx(expected, abs=1e-5)
+
+
+def test_same_input_ignores_views_and_the_fields_a_resize_does_not_use():
+    base = InputPolicy(kind="resize", size=32)
+    assert base.same_input(InputPolicy(kind="resize", size=32, crops=1, pad="constant", mirror=True, shifts=((1, 0),)))
+    assert not base.same_input(InputPolicy(kind="resize", size=32, filter="bilinear"))
+    assert not base.same_input(InputPolicy(kind="resize", size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)))
+    crop = InputPolicy(kind="crop", size=64, crops=5)
+    assert not crop.same_input(InputPolicy(kind="crop", size=64, crops=1))

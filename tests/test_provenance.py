@@ -322,37 +322,12 @@ def test_generator_chunk_beside_camera_exif_is_a_conflict_and_an_ai_edit_is_not(
 
 
 # --------------------------------------------------------------------------- SD watermark
-def embed_dwtdct(rgb: np.ndarray, bits) -> np.ndarray:
-    """invisible-watermark's dwtDct embedding, in numpy: quantise the largest AC coefficient of each 4x4
-    block of the U channel's Haar approximation to (|c| // 36 + 0.25 + 0.5 * bit) * 36."""
-    h, w = (rgb.shape[0] // 4) * 4, (rgb.shape[1] // 4) * 4
-    x = rgb.astype(np.float64)
-    y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
-    u, v = 0.492 * (x[..., 2] - y) + 128, 0.877 * (x[..., 0] - y) + 128
-    a = u[:h, :w].reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) / 2
-    rows, cols = a.shape[0] // 4, a.shape[1] // 4
-    blocks = a[:rows * 4, :cols * 4].reshape(rows, 4, cols, 4).transpose(0, 2, 1, 3).reshape(-1, 16).copy()
-    pos = 1 + np.argmax(np.abs(blocks[:, 1:]), axis=1)
-    val = blocks[np.arange(len(blocks)), pos]
-    bit = np.array(bits, np.float64)[np.arange(len(blocks)) % len(bits)]
-    blocks[np.arange(len(blocks)), pos] = np.sign(val + (val == 0)) * (np.abs(val) // 36 + 0.25 + 0.5 * bit) * 36
-    new_a = a.copy()
-    new_a[:rows * 4, :cols * 4] = blocks.reshape(rows, cols, 4, 4).transpose(0, 2, 1, 3).reshape(rows * 4, cols * 4)
-    # Changing a Haar approximation coefficient by d changes each of its 2x2 pixels by d / 2.
-    u = u.copy()
-    u[:h, :w] += np.repeat(np.repeat((new_a - a) / 2, 2, axis=0), 2, axis=1)
-    b = (u - 128) / 0.492 + y
-    r = (v - 128) / 0.877 + y
-    g = (y - 0.299 * r - 0.114 * b) / 0.587
-    return np.clip(np.rint(np.stack([r, g, b], -1)), 0, 255).astype(np.uint8)
-
-
 SD1 = "StableDiffusionV1 (SD 1.x scripts)"
 
 
 def marked(embedder: str, rgb: np.ndarray) -> np.ndarray:
     if embedder == "numpy":
-        return embed_dwtdct(rgb, watermark.MARKS[SD1])
+        return watermark.embed(rgb, watermark.MARKS[SD1])
     imwatermark = pytest.importorskip("imwatermark", reason="invisible-watermark not installed (not a dependency)")
     enc = imwatermark.WatermarkEncoder()
     enc.set_watermark("bytes", b"StableDiffusionV1")  # as SD 1.x scripts/txt2img.py does
@@ -382,14 +357,26 @@ def test_sd_watermark_read_back_and_its_limits(embedder):
 def test_no_watermark_on_plain_photos_and_small_images():
     rgb = photo(512, 512, seed=2)
     assert "sd_watermark" not in signals(read(encode(rgb, "PNG"), rgb))
-    small = embed_dwtdct(photo(128, 128), watermark.MARKS[SD1])
+    small = watermark.embed(photo(128, 128), watermark.MARKS[SD1])
     assert "sd_watermark" not in signals(read(encode(small, "PNG"), small))  # under 256x256: not attempted
+
+
+def test_the_vote_reads_the_first_block_rows_and_keeps_the_mark():
+    """Above MAX_BLOCKS blocks only the first block rows vote: a prefix of the full votes, and a 1024-px
+    mark still reads back after JPEG 90 without chroma subsampling."""
+    rgb = watermark.embed(photo(1024, 1000, seed=3), watermark.MARKS[SD1])
+    full, capped = watermark.block_votes(rgb), watermark.block_votes(rgb, watermark.MAX_BLOCKS)
+    assert len(full) == 128 * 125 and watermark.MAX_BLOCKS <= len(capped) < watermark.MAX_BLOCKS + 125
+    assert np.array_equal(capped, full[:len(capped)])
+    data = encode(rgb, "JPEG", quality=90, subsampling=0)
+    pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert signals(read(data, pixels))["sd_watermark"]["detail"]["text"] == "StableDiffusionV1"
 
 
 def test_sdxl_mark_bits_are_the_published_ones():
     assert len(watermark.MARKS["SDXL (generative-models, diffusers)"]) == 48
     assert len(watermark.MARKS["Stability generative-models (later releases)"]) == 46  # bin() drops two leading zeros
-    rgb = embed_dwtdct(photo(512, 512), watermark.MARKS["SDXL (generative-models, diffusers)"])
+    rgb = watermark.embed(photo(512, 512), watermark.MARKS["SDXL (generative-models, diffusers)"])
     assert signals(read(encode(rgb, "PNG"), rgb))["sd_watermark"]["detail"]["bits"] == 48
 
 

@@ -95,6 +95,31 @@ def test_model_and_paths_are_checked_before_ray_starts(image_set, tmp_path):
     assert ray.is_initialized() == was and not Path(out).exists()
 
 
+def test_a_precision_this_cpu_lacks_is_refused_before_ray_starts(image_set, tmp_path, monkeypatch):
+    """CPU actors: the driver's CPU answers for them, as `--engine local` refuses it."""
+    import realjudge.precision
+
+    ray = pytest.importorskip("ray")
+    was = ray.is_initialized()
+    monkeypatch.setattr(realjudge.precision, "native_bfloat16", lambda device: False)
+    out = str(tmp_path / "r.jsonl")
+    code, _, err = detect(str(image_set[0]), "--engine", "ray", "--out", out, "--precision", "bfloat16")
+    assert code == 2 and err.count("\n") == 1 and "precision bfloat16: cpu here has no native bfloat16" in err, err
+    assert ray.is_initialized() == was and not Path(out).exists()
+
+
+def test_an_actor_that_cannot_start_is_one_line():
+    """Ray's ActorDiedError text, colour codes and the constructor's traceback included: its last line."""
+    from realjudge.cli.detect_ray import actor_reason
+
+    text = ("The actor died because of an error raised in its creation task, \x1b[36mray::MapWorker()\x1b[39m "
+            "(pid=1, ip=10.0.0.1)\n  File \"ray.py\", line 9, in __init__\n    raise UsageError(...)\n"
+            "realjudge.errors.UsageError: precision bfloat16: cuda here has no native bfloat16; use float32\n\n")
+    assert actor_reason(Exception(text)) == ("realjudge.errors.UsageError: precision bfloat16: cuda here has no "
+                                             "native bfloat16; use float32")
+    assert actor_reason(Exception("")) == "Exception"
+
+
 # --------------------------------------------------------------------------------------- on Ray
 @pytest.fixture(scope="module")
 def bundle_copy(tmp_path_factory) -> Path:
@@ -141,6 +166,25 @@ def test_cli_ray_records_are_the_local_records(ray_local, image_set, bundle_copy
         assert got == local  # in input order too
     assert by_path(got) == by_path(local)
     assert not out.with_name(out.name + ".partial").exists()
+
+
+def test_ray_runs_the_precision_asked_for(ray_local, image_set, tmp_path):
+    """`--precision float32` reaches the actors: the records are the local float32 run's, and differ from
+    the bundle's own bfloat16 step where this CPU has it (the shipped cifake is calibrated at bfloat16)."""
+    import torch
+
+    from realjudge.precision import native_bfloat16
+
+    folder = image_set[0]
+    common = [str(folder), "--model", "cifake", "--no-progress"]
+    _, local, _ = detect(*common, "--format", "jsonl", "--workers", "0", "--precision", "float32")
+    out = tmp_path / "r.jsonl"
+    code, _, _ = detect(*common, "--engine", "ray", "--out", str(out), "--precision", "float32")
+    assert code == 1 and out.read_text() == local
+    if native_bfloat16(torch.device("cpu")):
+        code, _, _ = detect(*common, "--engine", "ray", "--out", str(out))
+        p32 = [r["p_fake"] for r in jsonl_records(local)]
+        assert code == 1 and [r["p_fake"] for r in jsonl_records(out.read_text())] != p32
 
 
 def test_detect_dataset_reads_what_ray_data_reads(ray_local, image_set):

@@ -79,6 +79,15 @@ class InputPolicy:
         """The same preprocessing with other test-time views (by default none: one view per image)."""
         return replace(self, mirror=mirror, shifts=tuple(tuple(d) for d in shifts))
 
+    def same_input(self, other: "InputPolicy") -> bool:
+        """Whether both turn an image into the same model input, test-time views aside (the crop-only
+        fields do not count for a resize policy)."""
+        def essential(p: InputPolicy) -> InputPolicy:
+            p = p.with_views()
+            return replace(p, crops=InputPolicy.crops, pad=InputPolicy.pad) if p.kind == "resize" else p
+
+        return essential(self) == essential(other)
+
     def views_description(self) -> str:
         """The test-time views in words ("one view per image", "mirrored views", "6 test-time views")."""
         n = (1 + len(self.shifts)) * (2 if self.mirror else 1)

@@ -182,7 +182,7 @@ class Scorer:
 
     def __init__(self, model: str | None, bundle_zip: bytes | None, device: str, threshold: float | None,
                  provenance: bool, verdict: str, batch_size: int, max_pixels: int, threads: int | None,
-                 runtime: str = "torch"):
+                 runtime: str = "torch", precision: str = "bundle"):
         import torch
 
         from .detector import load_for_inputs
@@ -195,7 +195,7 @@ class Scorer:
             model = str(Path(self._tmp.name) / "bundle.zip")
             Path(model).write_bytes(bundle_zip)
         self.router = load_for_inputs(model, device=device, threshold=threshold, provenance=provenance,
-                                      **_runtime(runtime))
+                                      precision=precision, **_runtime(runtime))
         self.options = dict(threshold=threshold, batch_size=batch_size, workers=0, max_pixels=max_pixels,
                             verdict=verdict, provenance=provenance)
 
@@ -258,25 +258,32 @@ _CHECKED: set = set()
 
 
 def check_options(model: str | None, threshold: float | None, verdict: str = "pixels", batch_size: int = 256,
-                  provenance: bool = True, runtime: str = "torch") -> None:
-    """The model's, the threshold's, the verdict mode's and the runtime's errors (one-line UsageErrors),
-    on the driver, before Ray starts anything: the router is loaded once here, on the CPU."""
+                  provenance: bool = True, runtime: str = "torch", precision: str = "bundle",
+                  device: str = "cpu") -> None:
+    """The model's, the threshold's, the verdict mode's, the runtime's and the precision's errors
+    (one-line UsageErrors), on the driver, before Ray starts anything: the router is loaded once here,
+    on the CPU. bfloat16 is checked against the driver's CPU only for CPU actors (`device` "cpu"): the
+    driver cannot see a GPU actor's hardware, and an actor that cannot run it fails to start."""
     from .detector import load_for_inputs
     from .pipeline import check_verdict_mode
+    from .precision import check_precision
 
     check_verdict_mode(verdict)
+    check_precision(precision)
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
-    key = (model, threshold, provenance, runtime)
+    on_driver = precision if device == "cpu" or precision != "bfloat16" else "bundle"
+    key = (model, threshold, provenance, runtime, on_driver)
     if key not in _CHECKED:
-        load_for_inputs(model, device="cpu", threshold=threshold, provenance=provenance, **_runtime(runtime))
+        load_for_inputs(model, device="cpu", threshold=threshold, provenance=provenance, precision=on_driver,
+                        **_runtime(runtime))
         _CHECKED.add(key)
 
 
 def detect_dataset(ds, model: str | None = None, threshold: float | None = None, *, device: str = "auto",
                    verdict: str = "pixels", provenance: bool = True, batch_size: int = 256,
                    actors: int | tuple[int, int] | None = None, num_cpus: float = 1, num_gpus: float = 0,
-                   max_pixels: int = DEFAULT_MAX_PIXELS, runtime: str = "torch"):
+                   max_pixels: int = DEFAULT_MAX_PIXELS, runtime: str = "torch", precision: str = "bundle"):
     """A Dataset of record rows (`record_schema()`), one per input row of {"bytes", "path"}.
 
     `model`: a shipped name or a bundle path (default: the shipped detectors, routed by size); a local
@@ -287,14 +294,16 @@ def detect_dataset(ds, model: str | None = None, threshold: float | None = None,
     `batch_size` rows per call, scored as `realjudge detect --batch-size` scores them. `runtime`: the
     model step's runtime (torch, onnx or auto), as `realjudge detect --runtime`. The model, threshold
     and verdict mode are checked here, on the driver, before any actor starts: a UsageError names what
-    is wrong. The Dataset is lazy, as Ray's are: nothing is scored until it is consumed."""
+    is wrong. `precision`: the torch step's number format, as `realjudge detect --precision` (each
+    actor resolves "bundle" on its own device). The Dataset is lazy, as Ray's are: nothing is scored
+    until it is consumed."""
     ray = require_ray()
-    check_options(model, threshold, verdict, batch_size, provenance, runtime)
-    name, bundle_zip = _bundle_payload(model)
     if device == "auto":
         device = "cuda" if num_gpus else "cpu"
     elif device.startswith("cuda") and not num_gpus:
         num_gpus = 1  # an actor on cuda holds a GPU, or Ray hides every GPU from it
+    check_options(model, threshold, verdict, batch_size, provenance, runtime, precision, device)
+    name, bundle_zip = _bundle_payload(model)
     if isinstance(actors, int):
         compute = ray.data.ActorPoolStrategy(size=actors)
     else:
@@ -310,7 +319,8 @@ def detect_dataset(ds, model: str | None = None, threshold: float | None = None,
         num_gpus=num_gpus or None, udf_modifying_row_count=False,
         fn_constructor_kwargs=dict(model=name, bundle_zip=bundle_zip, device=device, threshold=threshold,
                                    provenance=provenance, verdict=verdict, batch_size=batch_size,
-                                   max_pixels=max_pixels, threads=threads, runtime=runtime))
+                                   max_pixels=max_pixels, threads=threads, runtime=runtime,
+                                   precision=precision))
 
 
 def _runtime(runtime: str) -> dict:

@@ -85,14 +85,12 @@ def command(paths, model, threshold, fmt, batch_size, workers, device, runtime, 
     .jsonl), in input order.
     """
     if engine == "ray":
-        if precision != "bundle":
-            raise UsageError("--precision is for --engine local (ray actors run each bundle's own precision)")
         from .detect_ray import check_cli_options, run_ray
 
         fmt_given = click.get_current_context().get_parameter_source("fmt") is click.core.ParameterSource.COMMANDLINE
         kind = check_cli_options(out, fmt_given, explain_dir, workers)
         return run_ray(paths, out, kind, ray_address, model, threshold, batch_size, device, progress, verdict_mode,
-                       provenance, runtime)
+                       provenance, runtime, precision)
     if out or ray_address:
         raise UsageError(f"{'--out' if out else '--ray-address'} is for --engine ray "
                          "(with --engine local, --format jsonl writes records to stdout)")

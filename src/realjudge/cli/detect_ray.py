@@ -42,7 +42,8 @@ def check_cli_options(out: str | None, fmt_given: bool, explain_dir: str | None,
 
 
 def run_ray(paths, out: str, kind: str, address: str | None, model, threshold, batch_size: int, device: str,
-            progress: bool | None, verdict_mode: str, provenance: bool, runtime: str = "torch") -> None:
+            progress: bool | None, verdict_mode: str, provenance: bool, runtime: str = "torch",
+            precision: str = "bundle") -> None:
     from ..ray import (
         check_options,
         detect_dataset,
@@ -60,7 +61,8 @@ def run_ray(paths, out: str, kind: str, address: str | None, model, threshold, b
         click.echo(f"realjudge: error: {m}: no such file or folder", err=True)
     if missing and not samples and not uris:
         sys.exit(EXIT_USAGE)
-    check_options(model, threshold, verdict_mode, batch_size, provenance, runtime)
+    check_options(model, threshold, verdict_mode, batch_size, provenance, runtime, precision,
+                  "cpu" if device == "auto" else device)
     if not samples and not uris:  # empty folders: an empty records file, as the local run prints nothing
         _write(None, Path(out), kind, record_dict, record_schema())
         sys.exit(EXIT_PARTIAL if missing else EXIT_OK)
@@ -70,8 +72,10 @@ def run_ray(paths, out: str, kind: str, address: str | None, model, threshold, b
         ds = inputs_dataset(samples, uris)
         records = None if ds is None else detect_dataset(ds, model, threshold, device=device, verdict=verdict_mode,
                                                          provenance=provenance, batch_size=batch_size,
-                                                         runtime=runtime)
+                                                         runtime=runtime, precision=precision)
         failed = _write(records, Path(out), kind, record_dict, record_schema())
+    except ray.exceptions.RayActorError as err:
+        raise UsageError(f"a Ray actor could not start: {actor_reason(err)}") from None
     finally:
         if started:
             ray.shutdown()
@@ -95,6 +99,13 @@ def _init(ray, address: str | None, show: bool) -> bool:
     if not show:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
     return started
+
+
+def actor_reason(err: Exception) -> str:
+    """The one line that says why an actor died: Ray's message ends with the error its constructor raised
+    (e.g. `UsageError: precision bfloat16: cuda here has no native bfloat16; use float32`)."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:

@@ -7,7 +7,9 @@ skips the ImageNet file; the architecture is the same.
 
 `EffNetTrunk(blocks=k)` keeps the stem and the first k of the 16 MBConv blocks: the early blocks
 see local, low-level structure at high resolution (the evidence that transfers across generators),
-the late ones ImageNet semantics (which does not).
+the late ones ImageNet semantics (which does not). `stem_stride=1` keeps the ImageNet weights but
+drops the stem's downsampling: every block then sees the image at twice the resolution, as an input
+upscaled 2x would give, without resampling the pixels (four times the compute); for 32-px inputs.
 """
 
 from __future__ import annotations
@@ -45,11 +47,16 @@ def _imagenet_lite0(pretrained: bool) -> nn.Module:
 class EffNetTrunk(nn.Module):
     """Stem + the first `blocks` MBConv blocks (+ the 1x1 head conv when all 16 are kept), global average pool."""
 
-    def __init__(self, blocks: int = N_BLOCKS, pretrained: bool = True):
+    def __init__(self, blocks: int = N_BLOCKS, pretrained: bool = True, stem_stride: int = 2):
         super().__init__()
         if not 1 <= blocks <= N_BLOCKS:
             raise ValueError(f"blocks must be 1..{N_BLOCKS}, got {blocks}")
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
         net = _imagenet_lite0(pretrained)
+        if stem_stride == 1:  # the 3x3 stem's "same" padding at stride 1 is one pixel on every side
+            net._conv_stem.stride = (1, 1)
+            net._conv_stem.static_padding = nn.ZeroPad2d(1)
         self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True))
         self.blocks = nn.ModuleList(list(net._blocks)[:blocks])
         self.head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6(inplace=True)) if blocks == N_BLOCKS else nn.Identity()
@@ -67,9 +74,9 @@ class EffNetTrunk(nn.Module):
 
 
 class EffNetClassifier(DetectorNet):
-    def __init__(self, blocks: int = N_BLOCKS, pretrained: bool = True, dropout: float = 0.2):
+    def __init__(self, blocks: int = N_BLOCKS, pretrained: bool = True, dropout: float = 0.2, stem_stride: int = 2):
         super().__init__()
-        self.trunk = EffNetTrunk(blocks, pretrained)
+        self.trunk = EffNetTrunk(blocks, pretrained, stem_stride)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(self.trunk.feature_dim, 1)
 
@@ -85,6 +92,7 @@ class EffNetClassifier(DetectorNet):
 
 
 @register_model("efficientnet-lite0", EFFNET_POLICY)
-def efficientnet_lite0(blocks: int = N_BLOCKS, pretrained: bool = True, dropout: float = 0.2) -> EffNetClassifier:
+def efficientnet_lite0(blocks: int = N_BLOCKS, pretrained: bool = True, dropout: float = 0.2,
+                       stem_stride: int = 2) -> EffNetClassifier:
     """ImageNet-pretrained EfficientNet-Lite0 (optionally truncated), fine-tuned with one logit; native-resolution crops."""
-    return EffNetClassifier(blocks, pretrained, dropout)
+    return EffNetClassifier(blocks, pretrained, dropout, stem_stride)

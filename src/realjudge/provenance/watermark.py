@@ -8,6 +8,11 @@ as OpenCV does, take the Haar approximation of the U channel, and in each 4x4 bl
 invisible-watermark itself is not a dependency: it requires the GUI build of OpenCV (which needs
 libGL and clashes with opencv-python-headless) and torch for a method we do not use.
 
+The mark repeats across the image in raster order, so the votes of the first block rows already
+carry every bit many times: `read` votes on at most MAX_BLOCKS blocks (the first block rows), which
+keeps its cost flat above 512x512 (`benchmarks/watermark_votes.py` measures what the cap costs in
+bits read back after JPEG). `embed` is the encoder's side, for fixtures and that measurement.
+
 Only community UIs that keep the reference scripts' watermark write it (A1111 and ComfyUI do not by
 default). JPEG at quality 90 usually keeps it; any resize destroys it (the blocks move).
 """
@@ -21,6 +26,9 @@ from .findings import Finding
 SCALE, BLOCK = 36, 4
 MIN_PIXELS = 256 * 256
 """invisible-watermark refuses smaller images; the vote needs many blocks per bit."""
+MAX_BLOCKS = 4096
+"""The first block rows holding at least this many blocks are read: a 512x512 image's worth, about 30
+votes per bit of the 136-bit SD 1.x mark and 85 of the 48-bit SDXL one."""
 MIN_MATCH = 0.9
 """Share of bits that must agree. Unmarked images agree on about half; 90% of 48 bits by chance is
 about 1 in 10^8, and the 136-bit SD 1.x mark is far rarer."""
@@ -42,9 +50,13 @@ MARKS = {
 }
 
 
-def block_votes(rgb: np.ndarray) -> np.ndarray:
-    """One 0/1 vote per 4x4 block of the U channel's Haar approximation, in raster order."""
+def block_votes(rgb: np.ndarray, max_blocks: int | None = None) -> np.ndarray:
+    """One 0/1 vote per 4x4 block of the U channel's Haar approximation, in raster order; with
+    `max_blocks`, only the first block rows that hold that many (a prefix of the full votes)."""
     h, w = (rgb.shape[0] // 4) * 4, (rgb.shape[1] // 4) * 4
+    if max_blocks is not None:
+        per_row = max(1, w // (2 * BLOCK))  # one block row is 2 * BLOCK pixel rows
+        h = min(h, -(-max_blocks // per_row) * 2 * BLOCK)
     r, g, b = (rgb[:h, :w, i].astype(np.float32) for i in range(3))
     y = 0.299 * r + 0.587 * g + 0.114 * b
     u = np.clip(np.rint(0.492 * (b - y) + 128.0), 0, 255)  # OpenCV's 8-bit YUV, as the encoder saw it
@@ -68,7 +80,7 @@ def decode(votes: np.ndarray, length: int) -> np.ndarray:
 def read(pixels: np.ndarray | None) -> list[Finding]:
     if pixels is None or pixels.shape[0] * pixels.shape[1] < MIN_PIXELS:
         return []
-    votes = block_votes(pixels)
+    votes = block_votes(pixels, MAX_BLOCKS)
     found = []
     for name, mark in MARKS.items():
         match = float(np.mean(decode(votes, len(mark)) == np.array(mark, np.uint8)))
@@ -77,3 +89,32 @@ def read(pixels: np.ndarray | None) -> list[Finding]:
             found.append(Finding("sd_watermark", "ai", "claim", {"mark": name, "text": text, "bit_match": round(match, 3),
                                                                 "bits": len(mark), "method": "dwtDct"}))
     return found
+
+
+def embed(rgb: np.ndarray, bits) -> np.ndarray:
+    """invisible-watermark's dwtDct embedding, in numpy: quantise the largest AC coefficient of each 4x4
+    block of the U channel's Haar approximation to (|c| // 36 + 0.25 + 0.5 * bit) * 36, bit i of the
+    mark in blocks i, i+L, ... (the encoder's side of `read`, for fixtures and measurements)."""
+    h, w = (rgb.shape[0] // 4) * 4, (rgb.shape[1] // 4) * 4
+    x = rgb.astype(np.float64)
+    y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+    u, v = 0.492 * (x[..., 2] - y) + 128, 0.877 * (x[..., 0] - y) + 128
+    a = u[:h, :w].reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) / 2
+    rows, cols = a.shape[0] // BLOCK, a.shape[1] // BLOCK
+    blocks = a[:rows * BLOCK, :cols * BLOCK].reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3)
+    blocks = blocks.reshape(-1, BLOCK * BLOCK).copy()
+    pos = 1 + np.argmax(np.abs(blocks[:, 1:]), axis=1)
+    idx = np.arange(len(blocks))
+    val = blocks[idx, pos]
+    bit = np.array(bits, np.float64)[idx % len(bits)]
+    blocks[idx, pos] = np.sign(val + (val == 0)) * (np.abs(val) // SCALE + 0.25 + 0.5 * bit) * SCALE
+    new_a = a.copy()
+    new_a[:rows * BLOCK, :cols * BLOCK] = blocks.reshape(rows, cols, BLOCK, BLOCK).transpose(0, 2, 1, 3).reshape(
+        rows * BLOCK, cols * BLOCK)
+    # Changing a Haar approximation coefficient by d changes each of its 2x2 pixels by d / 2.
+    u = u.copy()
+    u[:h, :w] += np.repeat(np.repeat((new_a - a) / 2, 2, axis=0), 2, axis=1)
+    b = (u - 128) / 0.492 + y
+    r = (v - 128) / 0.877 + y
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    return np.clip(np.rint(np.stack([r, g, b], -1)), 0, 255).astype(np.uint8)

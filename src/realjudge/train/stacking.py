@@ -37,7 +37,7 @@ def combine(bundles: list[str], out: str | Path, name: str, sources: list[str] |
     configs = [info.meta.get("training_config", {}) for _, info in loaded]
     for (_, info), cfg in zip(loaded[1:], configs[1:]):
         # Test-time views (mirror, shifts) are the ensemble's own choice: the first member's apply to all.
-        if info.policy.with_views() != policy.with_views():
+        if not info.policy.same_input(policy):
             raise UsageError(f"{info.path}: input policy differs from {loaded[0][1].path}; members must share one")
         if cfg.get("val_fraction") != configs[0].get("val_fraction"):
             raise UsageError(f"{info.path}: validation fraction differs from {loaded[0][1].path}")
