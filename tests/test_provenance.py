@@ -361,12 +361,13 @@ def test_no_watermark_on_plain_photos_and_small_images():
     assert "sd_watermark" not in signals(read(encode(small, "PNG"), small))  # under 256x256: not attempted
 
 
-def test_the_vote_reads_the_first_block_rows_and_keeps_the_mark():
-    """Above MAX_BLOCKS blocks only the first block rows vote: a prefix of the full votes, and a 1024-px
-    mark still reads back after JPEG 90 without chroma subsampling."""
+def test_a_capped_vote_is_a_prefix_of_the_full_vote():
+    """`block_votes(max_blocks=...)` (what benchmarks/watermark_votes.py measures) votes with the first
+    block rows only, in the same raster order; a 1024-px mark reads back after JPEG 90 without chroma
+    subsampling with the full vote `read` uses."""
     rgb = watermark.embed(photo(1024, 1000, seed=3), watermark.MARKS[SD1])
-    full, capped = watermark.block_votes(rgb), watermark.block_votes(rgb, watermark.MAX_BLOCKS)
-    assert len(full) == 128 * 125 and watermark.MAX_BLOCKS <= len(capped) < watermark.MAX_BLOCKS + 125
+    full, capped = watermark.block_votes(rgb), watermark.block_votes(rgb, 4096)
+    assert len(full) == 128 * 125 and 4096 <= len(capped) < 4096 + 125
     assert np.array_equal(capped, full[:len(capped)])
     data = encode(rgb, "JPEG", quality=90, subsampling=0)
     pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

@@ -27,14 +27,19 @@ def test_cifake_is_shipped_with_card_and_safe_weights():
     assert meta["input_policy"]["mirror"] and not meta["input_policy"]["shifts"] and meta["precision"] == "bfloat16"
 
 
-def test_cifake_accurate_is_scored_on_test_time_views():
+def test_cifake_accurate_is_the_resnet_and_a_pretrained_network():
+    """The mean of the default's ResNet and the stride-1 EfficientNet-Lite0, both on mirrored views."""
     assert "cifake-accurate" in shipped_names()
     meta = json.loads((SHIPPED_DIR / "cifake-accurate" / "bundle.json").read_text())
-    assert meta["name"] == "cifake-accurate" and meta["input_policy"]["mirror"] and meta["input_policy"]["shifts"]
     fast = json.loads((SHIPPED_DIR / "cifake" / "bundle.json").read_text())
+    assert meta["name"] == "cifake-accurate" and meta["arch"] == "ensemble" and meta["precision"] == "bfloat16"
+    members = meta["arch_kwargs"]["members"]
+    assert [m["arch"] for m in members] == ["resnet", "efficientnet-lite0"]
+    assert members[0]["arch_kwargs"] == fast["arch_kwargs"] and members[1]["arch_kwargs"]["stem_stride"] == 1
+    assert meta["input_policy"]["mirror"] and not meta["input_policy"]["shifts"]
     assert meta["val_metrics"]["accuracy"] > fast["val_metrics"]["accuracy"]  # else it would not ship
     assert meta["training"]["val_split"] == fast["training"]["val_split"]
-    assert meta["threshold"] != fast["threshold"]  # each calibrated for its own views
+    assert meta["threshold"] != fast["threshold"]  # each calibrated for its own model
 
 
 def test_readme_first_command_scores_the_examples():

@@ -8,10 +8,10 @@ as OpenCV does, take the Haar approximation of the U channel, and in each 4x4 bl
 invisible-watermark itself is not a dependency: it requires the GUI build of OpenCV (which needs
 libGL and clashes with opencv-python-headless) and torch for a method we do not use.
 
-The mark repeats across the image in raster order, so the votes of the first block rows already
-carry every bit many times: `read` votes on at most MAX_BLOCKS blocks (the first block rows), which
-keeps its cost flat above 512x512 (`benchmarks/watermark_votes.py` measures what the cap costs in
-bits read back after JPEG). `embed` is the encoder's side, for fixtures and that measurement.
+`read` votes with every block. Voting with only the first block rows (`block_votes(max_blocks=...)`)
+would make its cost flat above 512x512, but `benchmarks/watermark_votes.py` measured it losing the
+mark on many textured 1024-px images that the full vote reads; it stays off. `embed` is the
+encoder's side, for fixtures and that measurement.
 
 Only community UIs that keep the reference scripts' watermark write it (A1111 and ComfyUI do not by
 default). JPEG at quality 90 usually keeps it; any resize destroys it (the blocks move).
@@ -26,9 +26,6 @@ from .findings import Finding
 SCALE, BLOCK = 36, 4
 MIN_PIXELS = 256 * 256
 """invisible-watermark refuses smaller images; the vote needs many blocks per bit."""
-MAX_BLOCKS = 4096
-"""The first block rows holding at least this many blocks are read: a 512x512 image's worth, about 30
-votes per bit of the 136-bit SD 1.x mark and 85 of the 48-bit SDXL one."""
 MIN_MATCH = 0.9
 """Share of bits that must agree. Unmarked images agree on about half; 90% of 48 bits by chance is
 about 1 in 10^8, and the 136-bit SD 1.x mark is far rarer."""
@@ -80,7 +77,7 @@ def decode(votes: np.ndarray, length: int) -> np.ndarray:
 def read(pixels: np.ndarray | None) -> list[Finding]:
     if pixels is None or pixels.shape[0] * pixels.shape[1] < MIN_PIXELS:
         return []
-    votes = block_votes(pixels, MAX_BLOCKS)
+    votes = block_votes(pixels)
     found = []
     for name, mark in MARKS.items():
         match = float(np.mean(decode(votes, len(mark)) == np.array(mark, np.uint8)))
