@@ -95,5 +95,3 @@ def test_detect_takes_a_precision_and_notes_a_fallback(tiny_bundle, tiny_flat, t
     assert "realjudge: note:" in res.stderr and "calibrated at bfloat16" in res.stderr
     res = CliRunner().invoke(main, ["detect", *imgs, "--model", str(bundle), "--precision", "bfloat16"])
     assert res.exit_code == 2 and "no native bfloat16" in res.output
-    res = CliRunner().invoke(main, ["detect", *imgs, "--precision", "float32", "--engine", "ray", "--out", "x.jsonl"])
-    assert res.exit_code == 2 and "--precision is for --engine local" in res.output
