@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
-import time
 
 import numpy as np
 from PIL import Image
 
 from realjudge.provenance import watermark
 
-from _common import photo_like, write_section
+from _common import best_of, photo_like, write_section
 
 MARKS = {"SD 1.x (136 bits)": watermark.MARKS["StableDiffusionV1 (SD 1.x scripts)"],
          "SDXL (48 bits)": watermark.MARKS["SDXL (generative-models, diffusers)"]}
@@ -61,21 +60,12 @@ def accuracy_rows(n: int, side: int) -> list[str]:
     return rows
 
 
-def best_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * min(times)
-
-
 def timing_rows(sides, repeats: int) -> list[str]:
     rows = []
     for side in sides:
         rgb = photo_like(side, 0)
-        full = best_ms(lambda: watermark.block_votes(rgb), repeats)
-        capped = best_ms(lambda: watermark.block_votes(rgb, CAP), repeats)
+        full = 1000 * best_of(repeats, lambda: watermark.block_votes(rgb))
+        capped = 1000 * best_of(repeats, lambda: watermark.block_votes(rgb, CAP))
         rows.append(f"| {side}x{side} | {full:.2f} | {capped:.2f} | {full / capped:.1f}x |")
     return rows
 
