@@ -9,6 +9,7 @@
 #     cifake                runs/cifake-a2's network                      -> shipped `cifake` (the default)
 #     cifake-accurate       runs/cifake-ens-as1                           -> shipped `cifake-accurate`
 #   (benchmarks/ensemble_sweep.py chose the members and views of cifake-accurate on validation.)
+#   runs/cifake-distilled   configs/cifake-resnet-distill.json: the ResNet distilled from runs/cifake-ens-as1 (a measured lever, not shipped)
 #   runs/cifake-b/bundle    a second network: configs/cifake-resnet-b.json
 #   runs/cifake-ensemble    the mean of the two, calibrated on validation: a teacher
 #   runs/cifake-fast        a small student distilled from it (the default until bfloat16 made the accurate one fast)
@@ -38,6 +39,7 @@ for name in cifake cifake-accurate; do
       --card "configs/$name-card.json" --out "runs/cifake-shipped/$name"
   fi
 done
+step runs/cifake-distilled configs/cifake-resnet-distill.json
 step runs/cifake-b configs/cifake-resnet-b.json
 if [ ! -f runs/cifake-ensemble/bundle/bundle.json ]; then
   realjudge ensemble runs/cifake-a/bundle runs/cifake-b/bundle --out runs/cifake-ensemble/bundle \
