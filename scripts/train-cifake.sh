@@ -10,6 +10,7 @@
 #     cifake-accurate       runs/cifake-ens-as1                           -> shipped `cifake-accurate`
 #   (benchmarks/ensemble_sweep.py chose the members and views of cifake-accurate on validation.)
 #   runs/cifake-distilled   configs/cifake-resnet-distill.json: the ResNet distilled from runs/cifake-ens-as1 (a measured lever, not shipped)
+#   runs/distilled-bf16, runs/pair-1view-bf16   it, and the pair on one view, calibrated as shipped: cifake_speed candidates
 #   runs/cifake-b/bundle    a second network: configs/cifake-resnet-b.json
 #   runs/cifake-ensemble    the mean of the two, calibrated on validation: a teacher
 #   runs/cifake-fast        a small student distilled from it (the default until bfloat16 made the accurate one fast)
@@ -40,6 +41,12 @@ for name in cifake cifake-accurate; do
   fi
 done
 step runs/cifake-distilled configs/cifake-resnet-distill.json
+if [ ! -f runs/distilled-bf16/bundle.json ]; then
+  realjudge calibrate runs/cifake-distilled/bundle --views mirror --precision bfloat16 --out runs/distilled-bf16
+fi
+if [ ! -f runs/pair-1view-bf16/bundle.json ]; then
+  realjudge calibrate runs/cifake-ens-as1 --views none --precision bfloat16 --out runs/pair-1view-bf16
+fi
 step runs/cifake-b configs/cifake-resnet-b.json
 if [ ! -f runs/cifake-ensemble/bundle/bundle.json ]; then
   realjudge ensemble runs/cifake-a/bundle runs/cifake-b/bundle --out runs/cifake-ensemble/bundle \
